@@ -1,0 +1,121 @@
+"""The ``redux`` command.
+
+::
+
+    redux run TARGET [--manifest FILE] [--products DIR] [--only 00,01] [--from 03] [-p NAME=VALUE]
+    redux demo [--size N] [--seed S] [--root DIR]
+    redux targets [--manifest FILE]
+
+A problem with the input ends the command with one message naming the file or key
+and what to do, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ReduxError
+
+log = logging.getLogger("redux")
+
+
+def default_manifest() -> str:
+    """``./data_manifest.yaml`` if there is one, else the repository's."""
+    here = Path("data_manifest.yaml")
+    if here.is_file():
+        return str(here)
+    return str(Path(__file__).resolve().parent.parent / "data_manifest.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="redux", description="Reduce a night of CCD frames "
+                                "with the redux notebook chain.")
+    p.add_argument("--version", action="version", version=f"redux {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the notebook chain for one target")
+    run.add_argument("target", help="a target in the manifest (e.g. demo)")
+    run.add_argument("--manifest", default=None, help="manifest file (default: "
+                     "./data_manifest.yaml, else the repository's)")
+    run.add_argument("--products", default="products", help="products folder "
+                     "(default: ./products); this target's go to PRODUCTS/TARGET/")
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--only", help="run only these steps, e.g. 00,01")
+    group.add_argument("--from", dest="start", help="run from this step on, e.g. 03")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a notebook parameter (repeatable), e.g. -p sigma=2.5")
+    run.add_argument("--no-html", action="store_true", help="don't render notebooks to HTML")
+
+    demo = sub.add_parser("demo", help="make the synthetic demo night")
+    demo.add_argument("--size", type=int, default=1024, help="image size in pixels")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--root", default=None, help="folder (default: demo_data/demo)")
+
+    tg = sub.add_parser("targets", help="list the targets of a manifest")
+    tg.add_argument("--manifest", default=None)
+    return p
+
+
+def _run(args) -> int:
+    from .runner import parse_param, run_target
+
+    params = dict(parse_param(t) for t in args.param)
+
+    def report(step, state, seconds):
+        if state == "start":
+            print(f"  {step} ...", flush=True)
+        else:
+            print(f"  {step} done in {seconds:.1f} s", flush=True)
+
+    manifest = args.manifest or default_manifest()
+    print(f"redux {__version__}: target '{args.target}' from {manifest}", flush=True)
+    results = run_target(args.target, manifest=manifest, products=args.products,
+                         only=args.only, start=args.start, params=params,
+                         html=not args.no_html, on_step=report)
+    out = Path(args.products).resolve() / args.target
+    total = sum(r.seconds for r in results)
+    print(f"ran {len(results)} step(s) in {total:.1f} s; products in {out}, "
+          f"executed notebooks in {out / 'notebooks'}")
+    return 0
+
+
+def _demo(args) -> int:
+    from . import demo
+
+    root = Path(args.root) if args.root else demo.default_root()
+    demo.ensure_demo(root, demo.DemoConfig(size=args.size, seed=args.seed))
+    print(f"demo night in {root / 'raw'}, truth in {root / 'truth'}")
+    return 0
+
+
+def _targets(args) -> int:
+    from .manifest import load_target, target_names
+
+    manifest = args.manifest or default_manifest()
+    for name in target_names(manifest):
+        t = load_target(name, manifest, check_paths=False)
+        print(f"{name:16s} {t.get('description', '')}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``redux`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="redux: %(message)s")
+    try:
+        return {"run": _run, "demo": _demo, "targets": _targets}[args.command](args)
+    except ReduxError as exc:
+        print(f"redux: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("redux: interrupted; finished products are kept, none is half-written",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,547 @@
+"""The demo night: a deterministic synthetic night of raw frames, with its truth.
+
+Everything a real night contains is here, made from a known model so that every step
+of the chain can be checked against the right answer:
+
+* bias frames with a level that drifts from frame to frame, a row structure common to
+  the overscan and the image, a fixed 2-D pattern, read noise and an overscan strip
+  (``BIASSEC``/``TRIMSEC``);
+* darks at two exposure times with dark current, an amplifier glow and hot pixels;
+* dome flats in R and Hα at different levels, with vignetting, dust donuts,
+  pixel-to-pixel sensitivity and dead columns;
+* light frames of a spiral galaxy with HII regions in both filters, dithered by
+  non-integer offsets, with field stars of known magnitude (a few saturated), sky,
+  atmospheric extinction and cosmic rays;
+* standard-star frames at three airmasses per filter, with their catalogue.
+
+Raw pixels are written as cameras write them: 16-bit unsigned integers (``BITPIX=16``,
+``BZERO=32768``). The truth is written beside the raw folder::
+
+    <root>/raw/*.fits             the night, as a telescope would give it
+    <root>/standards.ecsv         the standard stars' catalogue (name, ra, dec, R, Ha)
+    <root>/truth/truth.json       constants and per-frame facts
+    <root>/truth/*.fits, *.ecsv   bias pattern, dark current, flats, scenes, stars,
+                                  HII regions, per-frame noiseless images and CR masks
+
+Count rates are in electrons per second; magnitudes follow
+``m = ZP - 2.5 log10(rate) - k X`` for a star of catalogue magnitude ``m`` observed at
+airmass ``X``; i.e. the rate at the telescope is ``10**(-0.4 (m - ZP + k X))``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+log = logging.getLogger(__name__)
+
+#: Bump when the demo's model changes, so stale demo folders are remade.
+DEMO_VERSION = 2
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What shapes a demo night; the same config always gives the same files."""
+
+    size: int = 1024          # trimmed image is size x size pixels
+    seed: int = 1
+    n_bias: int = 11
+    n_dark: int = 5           # per exposure time
+    n_flat: int = 7           # per filter
+    n_light: int = 4          # per filter
+    rotation_deg: float = 0.0  # rotation of the last light of each filter (for registration)
+
+
+# ---- the instrument and the sky (the truth every test checks against) ---------------
+GAIN = 1.6                    # e-/ADU
+READ_NOISE = 9.0              # e-
+BIAS_LEVEL = 1000.0           # ADU
+OVERSCAN_COLS = 32
+OVERSCAN_SKIP = 4             # first overscan columns are not used (charge bleeding)
+SATURATE = 65535              # ADU, the ADC's ceiling
+PIXEL_SCALE = 0.4             # arcsec / pixel
+CCD_TEMP = -20.0              # deg C
+FILTERS = ("R", "Ha")
+ZERO_POINT = {"R": 25.0, "Ha": 22.5}      # mag giving 1 e-/s above the atmosphere
+EXTINCTION = {"R": 0.10, "Ha": 0.08}      # mag / airmass
+SKY_RATE = {"R": 15.0, "Ha": 1.5}         # e-/s/pixel
+EXPTIME = {"R": 300.0, "Ha": 600.0}       # s, science frames
+STD_EXPTIME = {"R": 5.0, "Ha": 30.0}      # s, standard-star frames
+DARK_EXPTIMES = (300.0, 900.0)
+FLAT_EXPTIME = 5.0
+CONT_SCALE = 0.08             # Ha-filter rate / R-filter rate of a continuum source
+LINE_IN_R = 0.9               # R-filter rate / Ha-filter rate of Halpha line photons
+HALPHA_CGS_PER_RATE = 7.7e-16  # erg/s/cm^2 of Halpha line per e-/s in the Ha filter
+GALAXY = {"ra": 245.4537, "dec": -2.2831, "pa_deg": 58.0, "inclination_deg": 55.0,
+          "distance_mpc": 22.5}
+STD_FIELD = {"ra": 314.25, "dec": 0.35}
+STD_AIRMASSES = (1.1, 1.6, 2.2)
+
+
+def default_root() -> Path:
+    """Where the demo of the repository's manifest lives (git ignores it)."""
+    return Path(__file__).resolve().parent.parent / "demo_data" / "demo"
+
+
+# ---- small pieces ------------------------------------------------------------------
+def _gauss_stamps(image, xs, ys, fluxes, sigma, *, halfwidth=None):
+    """Add circular Gaussians of total ``fluxes`` at (xs, ys) (0-based pixel centres)."""
+    ny, nx = image.shape
+    sig = np.broadcast_to(np.asarray(sigma, float), np.shape(xs))
+    for x, y, f, s in zip(xs, ys, fluxes, sig, strict=True):
+        hw = int(np.ceil(5 * s)) if halfwidth is None else halfwidth
+        x0, x1 = max(int(x) - hw, 0), min(int(x) + hw + 2, nx)
+        y0, y1 = max(int(y) - hw, 0), min(int(y) + hw + 2, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        image[y0:y1, x0:x1] += f / (2 * np.pi * s * s) * np.exp(
+            -((xx - x) ** 2 + (yy - y) ** 2) / (2 * s * s))
+    return image
+
+
+def _make_wcs(ra, dec, crpix, rotation_deg=0.0):
+    """A TAN WCS, north up and east left for rotation 0; crpix is 1-based."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = list(crpix)
+    s = PIXEL_SCALE / 3600.0
+    t = np.deg2rad(rotation_deg)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    w.wcs.cd = np.array([[-s, 0.0], [0.0, s]]) @ rot
+    return w
+
+
+def _frame_to_ref(shape, offset, rotation_deg):
+    """Reference-grid coordinates (x, y) of every pixel of a frame.
+
+    A frame pixel at (x, y) sees the sky point at reference position
+    ``R(theta) (p - c) + c + offset`` where ``c`` is the image centre.
+    """
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    cx, cy = (nx - 1) / 2, (ny - 1) / 2
+    t = np.deg2rad(rotation_deg)
+    xr = np.cos(t) * (xx - cx) - np.sin(t) * (yy - cy) + cx + offset[0]
+    yr = np.sin(t) * (xx - cx) + np.cos(t) * (yy - cy) + cy + offset[1]
+    return xr, yr
+
+
+def _ref_to_frame(x, y, shape, offset, rotation_deg):
+    """Inverse of `_frame_to_ref` for points."""
+    ny, nx = shape
+    cx, cy = (nx - 1) / 2, (ny - 1) / 2
+    t = np.deg2rad(rotation_deg)
+    dx, dy = np.asarray(x) - cx - offset[0], np.asarray(y) - cy - offset[1]
+    return np.cos(t) * dx + np.sin(t) * dy + cx, -np.sin(t) * dx + np.cos(t) * dy + cy
+
+
+class _Night:
+    """Builds every array of the night from one random generator."""
+
+    def __init__(self, cfg: DemoConfig):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        n = cfg.size
+        self.shape = (n, n)
+        self.scale = n / 1024.0
+        self._instrument()
+        self._scene()
+
+    # the detector and optics
+    def _instrument(self):
+        rng, (ny, nx) = self.rng, self.shape
+        yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+        # fixed bias pattern (ADU): column offsets, a gradient, a glow in one corner
+        col = rng.normal(0.0, 1.5, nx)
+        glow = 6.0 * np.exp(-(xx + yy) / (0.08 * nx))
+        self.bias_pattern = (col[None, :] + 3.0 * (xx / nx - 0.5) + glow).astype(np.float32)
+        # dark current (e-/s): base, amplifier glow, hot pixels
+        dark = 0.03 + 0.4 * np.exp(-((nx - xx) + yy) / (0.1 * nx))
+        n_hot = max(20, int(1e-3 * nx * ny))
+        hy, hx = rng.integers(2, ny - 2, n_hot), rng.integers(2, nx - 2, n_hot)
+        hx, hy = np.unique(np.c_[hx, hy], axis=0).T
+        hot_rate = np.exp(rng.uniform(np.log(5.0), np.log(80.0), hx.size))
+        dark[hy, hx] = hot_rate
+        self.dark_current = dark.astype(np.float32)
+        self.hot = Table({"x": hx, "y": hy, "rate": hot_rate},
+                         meta={"comment": "0-based pixel of the trimmed image; e-/s"})
+        # flat patterns: pixel sensitivity shared by filters, vignetting and dust per filter
+        p2p = rng.normal(1.0, 0.01, self.shape)
+        r2 = ((xx - nx / 2) ** 2 + (yy - ny / 2) ** 2) / (nx / 2) ** 2
+        dead = np.sort(rng.choice(np.arange(nx // 8, nx - nx // 8), 2, replace=False))
+        self.dead_columns = [int(c) for c in dead]
+        self.flats = {}
+        for f, vig in zip(FILTERS, (0.12, 0.16), strict=True):
+            pattern = p2p * (1.0 - vig * r2)
+            for _ in range(4):
+                cx, cy = rng.uniform(0.1, 0.9, 2) * (nx, ny)
+                rad = rng.uniform(6, 14) * max(self.scale, 0.5)
+                rr = np.hypot(xx - cx, yy - cy)
+                pattern *= 1.0 - rng.uniform(0.02, 0.04) * np.exp(-((rr - rad) / 1.5) ** 2)
+            pattern[:, dead] = 0.02
+            c = self.central(pattern)
+            self.flats[f] = (pattern / np.median(c)).astype(np.float32)
+
+    def central(self, a):
+        ny, nx = a.shape
+        return a[ny // 4: 3 * ny // 4, nx // 4: 3 * nx // 4]
+
+    # the sky: galaxy, HII regions, field stars, standards
+    def _scene(self):
+        rng, (ny, nx) = self.rng, self.shape
+        self.xc, self.yc = (nx - 1) / 2 + 0.3, (ny - 1) / 2 - 0.4
+        self.h = nx / 12.0
+        pa, inc = np.deg2rad(GALAXY["pa_deg"]), np.deg2rad(GALAXY["inclination_deg"])
+        self.pa, self.inc = pa, inc
+        # HII regions along two logarithmic arms
+        n_hii = max(12, int(25 * self.scale))
+        pitch, r0 = np.deg2rad(20.0), 0.5 * self.h
+        xs, ys, rs = [], [], []
+        tries = 0
+        while len(xs) < n_hii and tries < 10000:
+            tries += 1
+            r = rng.uniform(0.6, 3.0) * self.h
+            phi = np.log(r / r0) / np.tan(pitch) + np.pi * rng.integers(0, 2) \
+                + rng.normal(0, 0.15)
+            u, v = r * np.cos(phi), r * np.sin(phi) * np.cos(inc)
+            x = self.xc - np.sin(pa) * u + np.cos(pa) * v
+            y = self.yc + np.cos(pa) * u + np.sin(pa) * v
+            if not (12 <= x < nx - 12 and 12 <= y < ny - 12):
+                continue
+            if xs and np.min(np.hypot(np.array(xs) - x, np.array(ys) - y)) < 9:
+                continue
+            xs.append(x)
+            ys.append(y)
+            rs.append(r)
+        rate = np.exp(rng.uniform(np.log(20.0), np.log(400.0), len(xs)))
+        self.hii = Table({"id": np.arange(1, len(xs) + 1), "x": xs, "y": ys,
+                          "r_disk": rs, "sigma": rng.uniform(1.0, 2.2, len(xs)),
+                          "halpha_rate": rate, "halpha_flux": rate * HALPHA_CGS_PER_RATE})
+        # field stars, kept off the galaxy's brightest part; the first three saturate
+        n_star = max(30, int(150 * self.scale ** 2))
+        xs = rng.uniform(6, nx - 6, n_star)
+        ys = rng.uniform(6, ny - 6, n_star)
+        mags = 21.0 - 6.0 * rng.power(2.5, n_star) ** 1.0
+        mags[:3] = rng.uniform(13.0, 13.8, 3)
+        far = np.hypot(xs - self.xc, ys - self.yc) > 0.8 * self.h
+        xs, ys, mags = xs[far], ys[far], mags[far]
+        colour = rng.normal(0.0, 0.03, xs.size)   # scatter of Ha/R flux ratio about CONT_SCALE
+        self.stars = Table({"id": np.arange(1, xs.size + 1), "x": xs, "y": ys, "R": mags})
+        rate_r = 10 ** (-0.4 * (mags - ZERO_POINT["R"]))
+        rate_ha = CONT_SCALE * rate_r * (1 + colour)
+        self.stars["Ha"] = ZERO_POINT["Ha"] - 2.5 * np.log10(rate_ha)
+        self.stars["rate_R"], self.stars["rate_Ha"] = rate_r, rate_ha
+        ref = _make_wcs(GALAXY["ra"], GALAXY["dec"], (self.xc + 1, self.yc + 1))
+        self.ref_wcs = ref
+        for t in (self.stars, self.hii):
+            ra, dec = ref.pixel_to_world_values(t["x"], t["y"])
+            t["ra"], t["dec"] = ra, dec
+        # standards: 8 stars in their own field, plus a few faint field stars
+        n_std = 8
+        sx = rng.uniform(0.15, 0.85, n_std) * nx
+        sy = rng.uniform(0.15, 0.85, n_std) * ny
+        sm = rng.uniform(12.5, 15.0, n_std)
+        scol = rng.normal(0.0, 0.03, n_std)
+        self.std_wcs = _make_wcs(STD_FIELD["ra"], STD_FIELD["dec"], (nx / 2 + 1, ny / 2 + 1))
+        sra, sdec = self.std_wcs.pixel_to_world_values(sx, sy)
+        srate_r = 10 ** (-0.4 * (sm - ZERO_POINT["R"]))
+        srate_ha = CONT_SCALE * srate_r * (1 + scol)
+        self.standards = Table({
+            "name": [f"DEMO-{i + 1:02d}" for i in range(n_std)], "ra": sra, "dec": sdec,
+            "R": sm, "Ha": ZERO_POINT["Ha"] - 2.5 * np.log10(srate_ha)})
+        self.std_xy = (sx, sy, srate_r, srate_ha)
+
+    def galaxy_rate(self, xr, yr, filt):
+        """Continuum surface brightness of the galaxy (e-/s/pixel) at reference coords."""
+        pa, inc = self.pa, self.inc
+        dx, dy = xr - self.xc, yr - self.yc
+        u = -np.sin(pa) * dx + np.cos(pa) * dy
+        v = (np.cos(pa) * dx + np.sin(pa) * dy) / np.cos(inc)
+        r = np.hypot(u, v)
+        phi = np.arctan2(v, u)
+        spiral = np.cos(2 * (phi - np.log(np.maximum(r, 1e-3) / (0.5 * self.h))
+                             / np.tan(np.deg2rad(20.0))))
+        weight = 1.0 - np.exp(-((r / (0.5 * self.h)) ** 2))   # arms fade in smoothly
+        disk = 60.0 * np.exp(-r / self.h) * (1.0 + 0.5 * weight * spiral)
+        # a round bulge with a core no sharper than the seeing
+        r_sky = np.sqrt(dx ** 2 + dy ** 2 + 2.0 ** 2)
+        bulge = 150.0 * np.exp(-(r_sky - 2.0) / (0.08 * self.h + 1.0))
+        rate = disk + bulge
+        return rate if filt == "R" else CONT_SCALE * rate
+
+    def scene(self, filt, *, shape=None, offset=(0.0, 0.0), rotation_deg=0.0,
+              seeing_fwhm=3.2, airmass=0.0, science=True):
+        """Noiseless rate image (e-/s) of the objects, before the flat, after extinction."""
+        shape = shape or self.shape
+        sig = seeing_fwhm / 2.3548
+        att = 10 ** (-0.4 * EXTINCTION[filt] * airmass)
+        img = np.zeros(shape)
+        if science:
+            xr, yr = _frame_to_ref(shape, offset, rotation_deg)
+            img += self.galaxy_rate(xr, yr, filt)
+            x, y = _ref_to_frame(self.stars["x"], self.stars["y"], shape, offset, rotation_deg)
+            _gauss_stamps(img, x, y, self.stars[f"rate_{filt}"], sig)
+            x, y = _ref_to_frame(self.hii["x"], self.hii["y"], shape, offset, rotation_deg)
+            line = self.hii["halpha_rate"] * (1.0 if filt == "Ha" else LINE_IN_R)
+            _gauss_stamps(img, x, y, line, np.hypot(self.hii["sigma"], sig))
+        else:
+            sx, sy, rr, rh = self.std_xy
+            x, y = _ref_to_frame(sx, sy, shape, offset, rotation_deg)
+            _gauss_stamps(img, x, y, rr if filt == "R" else rh, sig)
+        return img * att
+
+    def cosmic_rays(self, exptime):
+        """Electrons deposited by cosmic rays in one exposure (short tracks)."""
+        rng, (ny, nx) = self.rng, self.shape
+        n = rng.poisson(150 * (nx * ny / 1024 ** 2) * exptime / 300.0)
+        dep = np.zeros(self.shape)
+        for _ in range(n):
+            x, y = rng.uniform(2, nx - 3), rng.uniform(2, ny - 3)
+            length = rng.uniform(0, 6)
+            ang = rng.uniform(0, np.pi)
+            steps = max(int(np.ceil(length * 2)), 1)
+            t = np.linspace(0, length, steps)
+            px = np.clip(np.round(x + t * np.cos(ang)).astype(int), 0, nx - 1)
+            py = np.clip(np.round(y + t * np.sin(ang)).astype(int), 0, ny - 1)
+            pix = np.unique(np.c_[py, px], axis=0)
+            dep[pix[:, 0], pix[:, 1]] += np.exp(rng.uniform(np.log(800), np.log(15000),
+                                                            len(pix)))
+        return dep
+
+    def readout(self, electrons):
+        """Electrons in the image area -> raw ADU frame with overscan, as uint16."""
+        rng, (ny, nx) = self.rng, self.shape
+        level = BIAS_LEVEL + rng.normal(0.0, 3.0)
+        rows = 2.0 * np.sin(2 * np.pi * (np.arange(ny) / ny * 1.5 + rng.uniform()))
+        raw = np.empty((ny, nx + OVERSCAN_COLS))
+        rn = READ_NOISE / GAIN
+        raw[:, :nx] = electrons / GAIN + self.bias_pattern
+        raw[:, nx:] = 0.0
+        raw += level + rows[:, None] + rng.normal(0.0, rn, raw.shape)
+        return np.clip(np.round(raw), 0, SATURATE).astype(np.uint16)
+
+    def expose(self, rate, exptime, *, flat):
+        """Poisson electrons from a rate image through the flat, plus dark current."""
+        signal = self.rng.poisson(np.clip(rate * flat * exptime, 0, None)).astype(float)
+        return signal + self.rng.poisson(self.dark_current * exptime)
+
+
+def _header(cfg: DemoConfig, imagetyp, obj, exptime, *, filt=None, airmass=None,
+            wcs=None, temp=CCD_TEMP):
+    h = fits.Header()
+    h["IMAGETYP"] = imagetyp
+    h["OBJECT"] = obj
+    h["EXPTIME"] = (float(exptime), "s")
+    if filt:
+        h["FILTER"] = filt
+    h["DATE-OBS"] = ""
+    h["GAIN"] = (GAIN, "e-/ADU")
+    h["RDNOISE"] = (READ_NOISE, "e-")
+    h["XBINNING"] = 1
+    h["YBINNING"] = 1
+    h["CCD-TEMP"] = (round(temp, 2), "deg C")
+    n = cfg.size
+    h["BIASSEC"] = f"[{n + OVERSCAN_SKIP + 1}:{n + OVERSCAN_COLS},1:{n}]"
+    h["TRIMSEC"] = f"[1:{n},1:{n}]"
+    h["INSTRUME"] = "redux demo camera"
+    h["TELESCOP"] = "redux 1.0m (synthetic)"
+    if airmass is not None:
+        h["AIRMASS"] = round(float(airmass), 4)
+    if wcs is not None:
+        h.update(wcs.to_header())
+    return h
+
+
+def make_demo(root, config: DemoConfig | None = None) -> Path:
+    """Make the demo night under ``root`` (raw frames, standards catalogue, truth).
+
+    The whole folder is written to a temporary name and renamed when complete.
+    The same ``config`` always gives byte-identical frames.
+    """
+    cfg = config or DemoConfig()
+    root = Path(root)
+    tmp = root.with_name(f".{root.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    raw, truth = tmp / "raw", tmp / "truth"
+    (truth / "frames").mkdir(parents=True)
+    raw.mkdir()
+    night = _Night(cfg)
+    n = cfg.size
+    frames = {}
+    minute = [18 * 60.0]
+
+    def write(name, data, header, **facts):
+        header["DATE-OBS"] = _iso(minute[0])
+        minute[0] += header["EXPTIME"] / 60.0 + 0.5
+        fits.PrimaryHDU(data, header=header).writeto(raw / name)
+        frames[name] = facts
+
+    zero = np.zeros(night.shape)
+    for i in range(cfg.n_bias):
+        write(f"bias_{i + 1:03d}.fits", night.readout(zero),
+              _header(cfg, "BIAS", "bias", 0.0), kind="bias")
+    for t in DARK_EXPTIMES:
+        for i in range(cfg.n_dark):
+            e = night.rng.poisson(night.dark_current * t).astype(float)
+            temp = CCD_TEMP + night.rng.normal(0, 0.1)
+            write(f"dark_{int(t):04d}s_{i + 1:03d}.fits", night.readout(e),
+                  _header(cfg, "DARK", "dark", t, temp=temp), kind="dark")
+    for f in FILTERS:
+        for i in range(cfg.n_flat):
+            level_e = night.rng.uniform(15000, 35000) * GAIN   # each flat at its own level
+            e = night.expose(np.full(night.shape, level_e / FLAT_EXPTIME), FLAT_EXPTIME,
+                             flat=night.flats[f])
+            write(f"flat_{f}_{i + 1:03d}.fits", night.readout(e),
+                  _header(cfg, "FLAT", f"dome flat {f}", FLAT_EXPTIME, filt=f),
+                  kind="flat", filter=f, level_e=level_e)
+    # science frames: dithers with non-integer offsets; the last may be rotated
+    amp = max(8.0, 20.0 * night.scale)
+    for f in FILTERS:
+        for i in range(cfg.n_light):
+            offset = (0.0, 0.0) if i == 0 else tuple(night.rng.uniform(-amp, amp, 2))
+            rot = cfg.rotation_deg if (i == cfg.n_light - 1 and i > 0) else 0.0
+            airmass = night.rng.uniform(1.15, 1.45)
+            fwhm = night.rng.uniform(2.9, 3.6)
+            t = EXPTIME[f]
+            rate = night.scene(f, offset=offset, rotation_deg=rot, seeing_fwhm=fwhm,
+                               airmass=airmass) + SKY_RATE[f]
+            e = night.expose(rate, t, flat=night.flats[f])
+            cr = night.cosmic_rays(t)
+            wcs = _frame_wcs(night.ref_wcs, night.shape, offset, rot)
+            name = f"ngc_demo_{f}_{i + 1:03d}.fits"
+            write(name, night.readout(e + cr),
+                  _header(cfg, "LIGHT", "NGC DEMO", t, filt=f, airmass=airmass,
+                          wcs=wcs, temp=CCD_TEMP + night.rng.normal(0, 0.2)),
+                  kind="light", filter=f, offset=list(offset), rotation_deg=rot,
+                  airmass=airmass, fwhm=fwhm, exptime=t)
+            stem = name.removesuffix(".fits")
+            _write_image(truth / "frames" / f"{stem}_rate.fits", rate, "electron/s")
+            _write_image(truth / "frames" / f"{stem}_crmask.fits", (cr > 0).astype(np.uint8), "")
+    for f in FILTERS:
+        for j, airmass in enumerate(STD_AIRMASSES):
+            offset = tuple(night.rng.uniform(-5, 5, 2))
+            fwhm = night.rng.uniform(2.9, 3.6)
+            t = STD_EXPTIME[f]
+            rate = night.scene(f, offset=offset, seeing_fwhm=fwhm, airmass=airmass,
+                               science=False) + SKY_RATE[f]
+            e = night.expose(rate, t, flat=night.flats[f])
+            cr = night.cosmic_rays(t)
+            wcs = _frame_wcs(night.std_wcs, night.shape, offset, 0.0)
+            name = f"std_SA98_{f}_{j + 1:03d}.fits"
+            write(name, night.readout(e + cr),
+                  _header(cfg, "LIGHT", "SA 98 standard", t, filt=f, airmass=airmass,
+                          wcs=wcs), kind="standard", filter=f, offset=list(offset),
+                  airmass=airmass, fwhm=fwhm, exptime=t)
+            stem = name.removesuffix(".fits")
+            _write_image(truth / "frames" / f"{stem}_rate.fits", rate, "electron/s")
+            _write_image(truth / "frames" / f"{stem}_crmask.fits", (cr > 0).astype(np.uint8), "")
+
+    _write_image(truth / "bias_pattern.fits", night.bias_pattern, "adu")
+    _write_image(truth / "dark_current.fits", night.dark_current, "electron/s")
+    for f in FILTERS:
+        _write_image(truth / f"flat_{f}.fits", night.flats[f], "")
+        _write_image(truth / f"scene_{f}.fits", night.scene(f, seeing_fwhm=3.2), "electron/s")
+    night.hot.write(truth / "hot_pixels.ecsv")
+    night.stars.write(truth / "stars.ecsv")
+    night.hii.write(truth / "hii_regions.ecsv")
+    night.standards.write(tmp / "standards.ecsv")
+    facts = {
+        "demo_version": DEMO_VERSION, "config": asdict(cfg),
+        "gain": GAIN, "read_noise": READ_NOISE, "bias_level": BIAS_LEVEL,
+        "saturate": SATURATE, "pixel_scale": PIXEL_SCALE, "zero_point": ZERO_POINT,
+        "extinction": EXTINCTION, "sky_rate": SKY_RATE, "cont_scale": CONT_SCALE,
+        "line_in_R": LINE_IN_R, "halpha_cgs_per_rate": HALPHA_CGS_PER_RATE,
+        "galaxy": {**GALAXY, "x": night.xc, "y": night.yc, "scale_length_px": night.h},
+        "dead_columns": night.dead_columns, "frames": frames,
+        "trimmed_shape": [n, n],
+    }
+    (truth / "truth.json").write_text(json.dumps(facts, indent=1))
+    if root.exists():
+        shutil.rmtree(root)
+    tmp.rename(root)
+    log.info("made the demo night in %s (%d frames)", root, len(frames))
+    return root
+
+
+def _iso(minute):
+    day, rest = divmod(minute, 24 * 60)
+    hh, mm = divmod(rest, 60)
+    sec = (mm - int(mm)) * 60
+    return f"2024-05-{3 + int(day):02d}T{int(hh):02d}:{int(mm):02d}:{sec:06.3f}"
+
+
+def _frame_wcs(ref: WCS, shape, offset, rotation_deg) -> WCS:
+    """The WCS of a frame that sees the reference grid shifted and rotated."""
+    crpix_ref = np.array(ref.wcs.crpix) - 1.0
+    x, y = _ref_to_frame(crpix_ref[0], crpix_ref[1], shape, offset, rotation_deg)
+    w = ref.deepcopy()
+    w.wcs.crpix = [float(x) + 1.0, float(y) + 1.0]
+    t = np.deg2rad(rotation_deg)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    w.wcs.cd = ref.wcs.cd @ rot
+    return w
+
+
+def _write_image(path, data, unit):
+    h = fits.Header()
+    if unit:
+        h["BUNIT"] = unit
+    fits.PrimaryHDU(np.asarray(data, dtype=np.float32 if data.dtype.kind == "f" else data.dtype),
+                    header=h).writeto(path)
+
+
+def ensure_demo(root, config: DemoConfig | dict | None = None) -> Path:
+    """Make the demo under ``root`` unless an identical one is already there."""
+    cfg = DemoConfig(**config) if isinstance(config, dict) else (config or DemoConfig())
+    root = Path(root)
+    facts = root / "truth" / "truth.json"
+    if facts.is_file():
+        old = json.loads(facts.read_text())
+        if old.get("demo_version") == DEMO_VERSION and old.get("config") == asdict(cfg):
+            return root
+        log.info("demo in %s was made with other settings; making it again", root)
+    log.info("making the demo night (%d x %d pixels) in %s", cfg.size, cfg.size, root)
+    make_demo(root, cfg)
+    return root
+
+
+class Truth:
+    """Read access to a demo night's truth, for notebooks and tests."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.dir = self.root / "truth"
+        if not (self.dir / "truth.json").is_file():
+            msg = f"{self.root} has no demo truth; make it with `redux demo`"
+            raise FileNotFoundError(msg)
+        self.facts = json.loads((self.dir / "truth.json").read_text())
+
+    def __getitem__(self, key):
+        return self.facts[key]
+
+    def image(self, name) -> np.ndarray:
+        """A truth image by file stem: 'bias_pattern', 'dark_current', 'flat_R', ..."""
+        return fits.getdata(self.dir / f"{name}.fits").astype(np.float64)
+
+    def frame_rate(self, frame) -> np.ndarray:
+        """Noiseless e-/s reaching the detector in a light frame (sky included, before flat)."""
+        return self.image(f"frames/{Path(frame).name.split('.')[0]}_rate")
+
+    def cr_mask(self, frame) -> np.ndarray:
+        """Pixels of a light frame hit by an injected cosmic ray."""
+        return self.image(f"frames/{Path(frame).name.split('.')[0]}_crmask") > 0
+
+    def table(self, name) -> Table:
+        """A truth table: 'stars', 'hii_regions', 'hot_pixels'."""
+        return Table.read(self.dir / f"{name}.ecsv")

@@ -1,0 +1,222 @@
+"""Reading raw frames and products, and writing products whole.
+
+Raw files are only ever opened for reading. Every product is written to a temporary
+name beside its final one and renamed when complete, so an interrupted run leaves
+either the old product or the new one, never half of one.
+
+Products follow the data contract: the image in the primary HDU with ``BUNIT``,
+``UNCERT`` (a standard deviation) and ``MASK`` (a ``uint16`` bitmask, see
+`redux_helpers.masks`) extensions, readable by `astropy.nddata.CCDData.read`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.utils.exceptions import AstropyUserWarning
+
+from .errors import FrameError
+
+log = logging.getLogger(__name__)
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+ADVICE = "move it out of the raw folder or list it under 'exclude:' for this target in the manifest"
+
+
+def is_fits_name(path) -> bool:
+    """True for the file names the suite treats as FITS frames."""
+    name = Path(path).name.lower()
+    return any(name.endswith(s) for s in FITS_SUFFIXES)
+
+
+def frame_stem(path) -> str:
+    """A frame's name without its FITS suffix: 'a/b/ngc_R_001.fits.gz' -> 'ngc_R_001'."""
+    name = Path(path).name
+    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def open_fits(path) -> fits.HDUList:
+    """Open a FITS file read-only, turning every kind of unreadable file into a `FrameError`.
+
+    A truncated file (shorter than its header promises) and a file that is not FITS
+    at all both raise, naming the file and what to do.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hdul = fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=False)
+    except FileNotFoundError:
+        msg = f"{path}: file not found"
+        raise FrameError(msg) from None
+    except (OSError, TypeError, ValueError) as exc:
+        msg = f"{path} is not a readable FITS file ({exc}); {ADVICE}"
+        raise FrameError(msg) from None
+    for w in caught:
+        if "truncated" in str(w.message):
+            hdul.close()
+            msg = f"{path} is truncated ({w.message}); {ADVICE}"
+            raise FrameError(msg)
+    if image_hdu_index(hdul) is None:
+        hdul.close()
+        msg = f"{path} holds no image; {ADVICE}"
+        raise FrameError(msg)
+    return hdul
+
+
+def image_hdu_index(hdul) -> int | None:
+    """Index of the first HDU that holds a 2-D image (primary, else an extension)."""
+    for i, hdu in enumerate(hdul):
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) \
+                and hdu.header.get("NAXIS", 0) == 2:
+            return i
+    return None
+
+
+def apply_overrides(header: fits.Header, overrides: dict | None) -> fits.Header:
+    """Return a copy of ``header`` with manifest keyword overrides applied."""
+    header = header.copy()
+    for key, value in (overrides or {}).items():
+        header[str(key).upper()] = value
+    return header
+
+
+def read_header(path, overrides: dict | None = None) -> fits.Header:
+    """The header of a frame's image HDU, with keyword overrides applied."""
+    with open_fits(path) as hdul:
+        return apply_overrides(hdul[image_hdu_index(hdul)].header, overrides)
+
+
+def read_frame(path, overrides: dict | None = None, dtype=np.float32):
+    """Read a frame's image and header.
+
+    Returns
+    -------
+    data : `~numpy.ndarray`
+        The image, scaled by ``BZERO``/``BSCALE``, as ``dtype``.
+    header : `~astropy.io.fits.Header`
+        Its header with keyword overrides applied.
+    """
+    with open_fits(path) as hdul:
+        hdu = hdul[image_hdu_index(hdul)]
+        try:
+            data = np.asarray(hdu.data, dtype=dtype)
+        except (TypeError, ValueError, OSError) as exc:
+            msg = f"{path}: its image can't be read ({exc}); {ADVICE}"
+            raise FrameError(msg) from None
+        return data, apply_overrides(hdu.header, overrides)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def ccd_hdulist(data, header=None, *, uncertainty=None, mask=None, unit="electron",
+                mask_header=None) -> fits.HDUList:
+    """Build the HDU list of a product: primary image, ``UNCERT`` and ``MASK``."""
+    header = fits.Header() if header is None else header.copy()
+    for key in ("BZERO", "BSCALE", "BLANK"):
+        header.remove(key, ignore_missing=True)
+    header["BUNIT"] = str(unit)
+    hdus = [fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)]
+    if uncertainty is not None:
+        uh = fits.Header()
+        uh["UTYPE"] = ("StdDevUncertainty", "one standard deviation")
+        uh["BUNIT"] = str(unit)
+        hdus.append(fits.ImageHDU(np.asarray(uncertainty, dtype=np.float32), header=uh,
+                                  name="UNCERT"))
+    if mask is not None:
+        hdus.append(fits.ImageHDU(np.asarray(mask, dtype=np.uint16), header=mask_header,
+                                  name="MASK"))
+    return fits.HDUList(hdus)
+
+
+def write_ccd(path, data, header=None, *, uncertainty=None, mask=None, unit="electron",
+              mask_header=None) -> Path:
+    """Write an image product whole: data, ``UNCERT`` and ``MASK`` (see `ccd_hdulist`)."""
+    hdul = ccd_hdulist(data, header, uncertainty=uncertainty, mask=mask, unit=unit,
+                       mask_header=mask_header)
+    with atomic_path(path) as tmp:
+        hdul.writeto(tmp)
+    log.info("wrote %s", path)
+    return Path(path)
+
+
+@dataclass
+class Product:
+    """An image product as redux reads it back: the ``MASK`` keeps its named bits."""
+
+    data: np.ndarray
+    uncertainty: np.ndarray | None
+    mask: np.ndarray | None      # uint16 bitmask (see redux_helpers.masks)
+    header: fits.Header
+    unit: str
+
+
+def read_product(path) -> Product:
+    """Read a product written by `write_ccd`, keeping the bitmask (CCDData makes it bool)."""
+    path = Path(path)
+    if not path.is_file():
+        msg = (f"{path} not found: it is made by an earlier notebook of the chain; "
+               "run that notebook first (or `redux run TARGET --only NN`)")
+        raise FrameError(msg)
+    with fits.open(path) as hdul:
+        return Product(
+            data=hdul[0].data.astype(np.float32),
+            uncertainty=hdul["UNCERT"].data.astype(np.float32) if "UNCERT" in hdul else None,
+            mask=hdul["MASK"].data.astype(np.uint16) if "MASK" in hdul else None,
+            header=hdul[0].header.copy(), unit=hdul[0].header.get("BUNIT", ""))
+
+
+def read_ccd(path) -> CCDData:
+    """Read a product as a `~astropy.nddata.CCDData` (its mask becomes boolean)."""
+    p = read_product(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return CCDData(p.data, unit=p.unit or "adu", meta=p.header, mask=p.mask,
+                       uncertainty=None if p.uncertainty is None
+                       else StdDevUncertainty(p.uncertainty))
+
+
+def write_table(table, path) -> Path:
+    """Write an astropy table as ECSV, whole."""
+    with atomic_path(path) as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
+    log.info("wrote %s", path)
+    return Path(path)
+
+
+def read_table(path):
+    """Read an ECSV product table, saying which notebook makes it if it is missing."""
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.is_file():
+        msg = (f"{path} not found: it is made by an earlier notebook of the chain; "
+               "run that notebook first")
+        raise FrameError(msg)
+    return Table.read(path, format="ascii.ecsv")

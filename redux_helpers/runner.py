@@ -1,0 +1,211 @@
+"""Run the notebook chain for one target through papermill.
+
+Each step is a numbered notebook in ``notebooks/``. The runner executes the steps in
+order with the target's parameters, keeps every executed notebook (and an HTML
+rendering) in ``<products>/<target>/notebooks/``, and stops at the first failure with
+the notebook's own error message.
+
+Parameters are checked before anything runs: papermill only warns about a name a
+notebook doesn't declare, so a typo (``sigam=2``) would run with the default; here a
+name that no notebook of the run declares is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import ReduxError
+from .manifest import load_target
+from .targets import STEPS
+
+log = logging.getLogger(__name__)
+
+#: Error types raised by redux for bad input: their message is all the user needs.
+USER_ERRORS = {"ReduxError", "FrameError", "ManifestError"}
+#: Parameters every notebook declares and the runner always sets.
+COMMON = ("target", "manifest", "products")
+
+
+def notebooks_dir() -> Path:
+    """The folder of the numbered notebooks (``REDUX_NOTEBOOKS`` overrides it)."""
+    env = os.environ.get("REDUX_NOTEBOOKS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def available_steps(folder=None) -> list[str]:
+    """The steps whose notebooks exist, in chain order."""
+    folder = Path(folder or notebooks_dir())
+    return [s for s in STEPS if (folder / f"{s}.ipynb").is_file()]
+
+
+def plan_steps(*, only=None, start=None, folder=None) -> list[str]:
+    """The steps to run: all available, or ``only`` these numbers, or ``start`` onwards.
+
+    >>> plan_steps(only="00,01", folder=notebooks_dir())
+    ['00_inspect', '01_superbias']
+    """
+    steps = available_steps(folder)
+    if not steps:
+        msg = f"no notebooks found in {folder or notebooks_dir()}"
+        raise ReduxError(msg)
+    numbers = {s[:2]: s for s in steps}
+    if only:
+        wanted = [x.strip().zfill(2) for x in str(only).split(",") if x.strip()]
+        unknown = [w for w in wanted if w not in numbers]
+        if unknown:
+            msg = (f"--only {only}: no step numbered {', '.join(unknown)}; "
+                   f"steps are {', '.join(numbers)}")
+            raise ReduxError(msg)
+        return [numbers[w] for w in sorted(wanted)]
+    if start:
+        first = str(start).strip().zfill(2)
+        if first not in numbers:
+            msg = f"--from {start}: no step numbered {first}; steps are {', '.join(numbers)}"
+            raise ReduxError(msg)
+        return [s for s in steps if s[:2] >= first]
+    return steps
+
+
+def declared_parameters(step, folder=None) -> dict:
+    """The parameters a step's notebook declares: name -> papermill's description."""
+    import papermill
+
+    path = Path(folder or notebooks_dir()) / f"{step}.ipynb"
+    return papermill.inspect_notebook(str(path))
+
+
+def parse_param(text: str):
+    """'name=value' -> (name, value), the value read as YAML ('3' -> 3, 'true' -> True)."""
+    if "=" not in text:
+        msg = f"parameter '{text}' should look like NAME=VALUE (e.g. sigma=2.5)"
+        raise ReduxError(msg)
+    name, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return name.strip(), parsed
+
+
+_TYPES = {"float": (int, float), "int": (int,), "str": (str,), "bool": (bool,),
+          "list": (list,), "dict": (dict,)}
+
+
+def check_parameters(params: dict, declared: dict[str, dict]) -> dict[str, dict]:
+    """Refuse names no notebook declares and values of the wrong type.
+
+    ``declared`` maps step -> papermill's parameter description. Returns, per step,
+    the parameters that step declares.
+    """
+    known = {}
+    for step, decl in declared.items():
+        for name, info in decl.items():
+            known.setdefault(name, (step, info))
+    for name, value in params.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            msg = (f"unknown notebook parameter '{name}'{hint}: no notebook of this run "
+                   f"declares it; the parameters are: {', '.join(sorted(known))}")
+            raise ReduxError(msg)
+        step, info = known[name]
+        tname = str(info.get("inferred_type_name", "None"))
+        ok = _TYPES.get(tname)
+        bad_bool = isinstance(value, bool) and tname in ("int", "float")
+        if ok and (not isinstance(value, ok) or bad_bool):
+            msg = (f"parameter '{name}' should be {tname} ({step} declares "
+                   f"{name}: {tname} = {info.get('default')}), got {value!r}")
+            raise ReduxError(msg)
+    return {step: {k: v for k, v in params.items() if k in decl}
+            for step, decl in declared.items()}
+
+
+@dataclass
+class StepResult:
+    step: str
+    seconds: float
+    notebook: Path
+
+
+def run_target(target_name, *, manifest, products="products", only=None, start=None,
+               params=None, folder=None, html=True, on_step=None) -> list[StepResult]:
+    """Run a target's chain; return what ran. Raises `ReduxError` on any failure.
+
+    Parameters
+    ----------
+    target_name : str
+        A target in ``manifest``.
+    manifest, products : path-like
+        The manifest, and the folder under which ``<target>/`` products go.
+    only, start : str, optional
+        Run only these step numbers ('00,01'), or from this one ('03').
+    params : dict, optional
+        Notebook parameters; they override the target's ``params:`` in the manifest.
+    on_step : callable, optional
+        Called with (step, 'start' | 'done', seconds) for progress reports.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    folder = Path(folder or notebooks_dir())
+    manifest = Path(manifest).resolve()
+    products = Path(products).resolve()
+    target = load_target(target_name, manifest)
+    if target.raw_dir and (products == target.raw_dir or target.raw_dir in products.parents):
+        msg = f"products folder {products} is inside the raw folder {target.raw_dir}: raw data is never written; choose another --products"
+        raise ReduxError(msg)
+    steps = plan_steps(only=only, start=start, folder=folder)
+    merged = {**(target.get("params") or {}), **(params or {})}
+    per_step = check_parameters(merged, {s: declared_parameters(s, folder) for s in steps})
+    outdir = products / target_name / "notebooks"
+    outdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for step in steps:
+        if on_step:
+            on_step(step, "start", 0.0)
+        out = outdir / f"{step}.ipynb"
+        tmp = outdir / f".{step}.running.ipynb"
+        values = {"target": target_name, "manifest": str(manifest), "products": str(products),
+                  **per_step[step]}
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(folder / f"{step}.ipynb"), str(tmp),
+                                       parameters=values, cwd=str(folder),
+                                       progress_bar=False, kernel_name="python3")
+        except PapermillExecutionError as exc:
+            os.replace(tmp, out)
+            if exc.ename in USER_ERRORS:
+                msg = f"{step}: {exc.evalue}"
+            else:
+                msg = (f"{step} failed: {exc.ename}: {exc.evalue}\n"
+                       f"the executed notebook, with the full traceback, is {out}")
+            raise ReduxError(msg) from None
+        finally:
+            if tmp.exists() and not out.exists():
+                tmp.unlink()
+        os.replace(tmp, out)
+        if html:
+            _write_html(out)
+        dt = time.perf_counter() - t0
+        results.append(StepResult(step, dt, out))
+        if on_step:
+            on_step(step, "done", dt)
+    return results
+
+
+def _write_html(notebook: Path):
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from .fitsio import atomic_path
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    with atomic_path(notebook.with_suffix(".html")) as tmp:
+        tmp.write_text(body, encoding="utf-8")

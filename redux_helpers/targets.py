@@ -1,0 +1,71 @@
+"""A target as a notebook sees it: validated settings, raw folder, product folders.
+
+`open_target` is the first call of every notebook: it validates the manifest, makes
+the demo night on first use when the target asks for it, and says where each step's
+products go (``<products>/<target>/<NN_step>/``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import demo
+from .errors import ReduxError
+from .manifest import Target, load_target
+
+log = logging.getLogger(__name__)
+
+STEPS = ("00_inspect", "01_superbias", "02_superflat", "03_cosmics", "04_calibrate",
+         "05_background", "06_badpix", "07_stack", "08_photometry", "09_hii_regions",
+         "10_halpha_muse", "11_qa")
+
+
+class Paths:
+    """Where a target's products live."""
+
+    def __init__(self, products, target_name):
+        self.root = Path(products).resolve() / target_name
+
+    def step(self, step: str, *, create=True) -> Path:
+        """The folder of one step's products, e.g. ``paths.step('01_superbias')``."""
+        if step not in STEPS:
+            msg = f"unknown step '{step}'; steps are {', '.join(STEPS)}"
+            raise ValueError(msg)
+        p = self.root / step
+        if create:
+            p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def inventory(self) -> Path:
+        return self.root / "00_inspect" / "inventory.ecsv"
+
+
+def open_target(name, manifest, products="products"):
+    """Validate ``manifest``, make the demo if ``name`` is one, and return (target, paths).
+
+    Parameters
+    ----------
+    name : str
+        A target in the manifest.
+    manifest : path-like
+        The manifest (``data_manifest.yaml``).
+    products : path-like
+        The products folder; this target's products go to ``products/name/``.
+    """
+    target = load_target(name, manifest)
+    if "demo" in target.settings:
+        if target.raw_dir is None or target.raw_dir.name != "raw":
+            msg = (f"{target.manifest}: demo target '{name}' needs raw_dir ending in "
+                   "'/raw' (the truth is written beside it)")
+            raise ReduxError(msg)
+        demo.ensure_demo(target.raw_dir.parent, target.settings["demo"])
+    return target, Paths(products, name)
+
+
+def demo_truth(target: Target):
+    """The demo's truth for a demo target, else None (real nights have no truth)."""
+    if "demo" not in target.settings:
+        return None
+    return demo.Truth(target.raw_dir.parent)

@@ -1,0 +1,53 @@
+"""The `redux` command on bad input: one clear message, exit status 2, no traceback."""
+
+import subprocess
+import sys
+
+from tests.conftest import REPO, write_manifest
+
+
+def redux(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "redux_helpers.cli", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_manifest_with_unknown_key(tmp_path):
+    (tmp_path / "raw").mkdir()
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw", "gian": 1.5}})
+    r = redux("run", "night", "--manifest", str(m), "--products", str(tmp_path / "p"))
+    assert r.returncode == 2
+    assert "unknown key 'targets.night.gian' (did you mean 'gain'?)" in r.stderr
+    assert str(m) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_manifest_with_missing_folder(tmp_path):
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "no/such/folder"}})
+    r = redux("run", "night", "--manifest", str(m))
+    assert r.returncode == 2 and "no/such/folder, which does not exist" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unknown_notebook_parameter_is_refused_before_running(tmp_path):
+    (tmp_path / "raw").mkdir()
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw"}})
+    r = redux("run", "night", "--manifest", str(m), "--products", str(tmp_path / "p"),
+              "-p", "sigam=2.5")
+    assert r.returncode == 2
+    assert "unknown notebook parameter 'sigam' (did you mean 'sigma'?)" in r.stderr
+    assert not (tmp_path / "p" / "night" / "notebooks" / "00_inspect.ipynb").exists()
+    r = redux("run", "night", "--manifest", str(m), "-p", "sigma=high")
+    assert r.returncode == 2 and "parameter 'sigma' should be float" in r.stderr
+
+
+def test_bad_step_selection_and_unknown_target(tmp_path):
+    (tmp_path / "raw").mkdir()
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw"}})
+    r = redux("run", "night", "--manifest", str(m), "--only", "00,42")
+    assert r.returncode == 2 and "no step numbered 42" in r.stderr
+    r = redux("run", "nite", "--manifest", str(m))
+    assert r.returncode == 2 and "did you mean 'night'" in r.stderr
+
+
+def test_targets_lists_the_repository_manifest():
+    r = redux("targets", cwd=REPO)
+    assert r.returncode == 0 and r.stdout.split()[0] == "demo"

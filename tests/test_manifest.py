@@ -1,0 +1,65 @@
+"""The manifest is validated as a whole, with messages that name the key and the file."""
+
+import pytest
+
+from redux_helpers.errors import ManifestError
+from redux_helpers.manifest import load_target
+from tests.conftest import write_manifest
+
+
+def test_defaults_merge_and_paths_resolve(tmp_path):
+    (tmp_path / "raw").mkdir()
+    m = write_manifest(tmp_path / "m.yaml",
+                       {"night": {"raw_dir": "raw", "gain": 2.5, "extinction": {"R": 0.2}}},
+                       defaults={"gain": 1.6, "read_noise": 9.0, "extinction": {"B": 0.3}})
+    t = load_target("night", m)
+    assert t.raw_dir == tmp_path / "raw"
+    assert t.get("gain") == 2.5           # the target overrides the default
+    assert t.get("read_noise") == 9.0     # the default fills in
+    assert t.get("extinction") == {"B": 0.3, "R": 0.2}   # mappings merge key by key
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    (tmp_path / "raw").mkdir()
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw", "bad_colums": [3]}})
+    with pytest.raises(ManifestError) as err:
+        load_target("night", m)
+    text = str(err.value)
+    assert "targets.night.bad_colums" in text and "bad_columns" in text and str(m) in text
+
+
+def test_unknown_nested_key_and_wrong_type(tmp_path):
+    (tmp_path / "raw").mkdir()
+    m = write_manifest(tmp_path / "m.yaml",
+                       {"night": {"raw_dir": "raw", "galaxy": {"ra": 1.0, "inclnation_deg": 3}}})
+    with pytest.raises(ManifestError, match="galaxy.inclnation_deg.*inclination_deg"):
+        load_target("night", m)
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw", "gain": "high"}})
+    with pytest.raises(ManifestError, match="'targets.night.gain' should be a number"):
+        load_target("night", m)
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw", "gain": True}})
+    with pytest.raises(ManifestError, match="gain"):
+        load_target("night", m)
+
+
+def test_missing_folder_and_unknown_target(tmp_path):
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "nowhere"}})
+    with pytest.raises(ManifestError, match="raw_dir points to .*nowhere.*does not exist"):
+        load_target("night", m)
+    with pytest.raises(ManifestError, match="target 'nigth' is not in .*did you mean 'night'"):
+        load_target("nigth", m, check_paths=False)
+
+
+def test_demo_target_may_point_to_files_made_on_first_use(tmp_path):
+    m = write_manifest(tmp_path / "m.yaml", {"demo": {
+        "raw_dir": "d/raw", "demo": {"size": 64}, "standards": "d/standards.ecsv"}})
+    t = load_target("demo", m)
+    assert t.raw_dir == tmp_path / "d" / "raw"
+
+
+def test_repository_manifest_is_valid():
+    from redux_helpers.manifest import read_manifest
+    from tests.conftest import REPO
+
+    doc = read_manifest(REPO / "data_manifest.yaml")
+    assert "demo" in doc["targets"]
