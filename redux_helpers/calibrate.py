@@ -236,12 +236,13 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
         adu = adu - masters.bias
     electrons = adu * np.float32(gain)
     var = np.clip(electrons, 0, None) + np.float32(read_noise) ** 2
+    # a master made from one frame has no measured scatter (NaN): it adds nothing known
     if masters.bias_unc is not None:
-        var += (masters.bias_unc * gain) ** 2
+        var += np.nan_to_num(masters.bias_unc * gain) ** 2
     if masters.dark is not None:
         electrons = electrons - masters.dark * np.float32(t)
         if masters.dark_unc is not None:
-            var += (masters.dark_unc * t) ** 2
+            var += np.nan_to_num(masters.dark_unc * t) ** 2
     mask = np.zeros(electrons.shape, np.uint16)
     mask = masks.flag(mask, raw_trim >= saturate, "SATURATED")
     if masters.flat is not None:
@@ -253,7 +254,7 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
         data = electrons / safe
         var = var / safe ** 2
         if masters.flat_unc is not None:
-            var += (data * masters.flat_unc / safe) ** 2
+            var += np.nan_to_num(data * masters.flat_unc / safe) ** 2
         data[low] = np.nan
         var[low] = np.nan
         mask = masks.flag(mask, low, "LOWFLAT")

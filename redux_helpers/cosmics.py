@@ -72,11 +72,13 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="lacosmic
     else:
         import astroscrappy
 
+        # sepmed=False: the exact median filter; the separable approximation flags ~6x
+        # more star cores as cosmic rays (71 against 11 on tests/test_cosmics.py's frame)
         crmask, _ = astroscrappy.detect_cosmics(
             filled, inmask=bad, sigclip=cr_threshold,
             sigfrac=neighbor_threshold / cr_threshold, objlim=contrast, gain=1.0,
             readnoise=read_noise, satlevel=saturate if saturate else np.inf,
-            niter=maxiter, sepmed=True, cleantype="meanmask", verbose=False)
+            niter=maxiter, sepmed=False, cleantype="meanmask", verbose=False)
     return np.asarray(crmask, bool) & ~bad
 
 

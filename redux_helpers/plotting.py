@@ -1,0 +1,340 @@
+"""Display boilerplate for the notebooks: images, histograms, profiles, thumbnails.
+
+Nothing here changes data or does science; these functions only draw. They exist so
+that every figure of the suite looks the same and a student can read it: images with a
+sensible stretch (zscale or percentiles), a colour bar labelled with the unit, axes in
+pixels with the origin at the lower left (as FITS and DS9 show it), histograms on a log
+scale where the tail matters, before/after pairs at the same stretch.
+
+Every function draws on the axes it is given (or makes a figure) and returns the axes
+or the figure, so a notebook can add a line, a marker or a title of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+from astropy.visualization import ImageNormalize, LinearStretch, PercentileInterval, ZScaleInterval
+from matplotlib.colors import to_rgb
+from matplotlib.patches import Patch
+
+log = logging.getLogger(__name__)
+
+STRETCHES = ("zscale", "percentile")
+#: Colour of masked (and NaN) pixels in images.
+MASK_COLOR = "tab:red"
+#: Colours of mask bits in `show_bitmask`, in bit order.
+BIT_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:red", "tab:green",
+              "tab:blue", "tab:gray", "tab:olive", "tab:cyan", "tab:pink")
+
+
+def image_norm(data, *, stretch="zscale", percentile=99.5):
+    """The display limits of an image, as an `~astropy.visualization.ImageNormalize`.
+
+    Parameters
+    ----------
+    data : array or sequence of arrays
+        The pixel values the limits are computed from; NaN and infinite values are
+        ignored. Several arrays (e.g. a before and an after image) share one stretch.
+    stretch : {'zscale', 'percentile'}
+        ``'zscale'`` (IRAF's choice of limits around the sky level, good for faint
+        detail) or ``'percentile'`` (the central ``percentile`` per cent of values,
+        good for images with a wide range such as flats and dark current).
+    percentile : float
+        Per cent of the values kept between the limits for ``stretch='percentile'``.
+
+    Returns
+    -------
+    `~astropy.visualization.ImageNormalize`
+        A linear normalisation between the chosen limits.
+    """
+    if stretch not in STRETCHES:
+        msg = f"stretch must be one of {STRETCHES}, got {stretch!r}"
+        raise ValueError(msg)
+    arrays = data if isinstance(data, (list, tuple)) else [data]
+    values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        log.warning("image has no finite values; showing it between 0 and 1")
+        return ImageNormalize(vmin=0.0, vmax=1.0, stretch=LinearStretch())
+    interval = ZScaleInterval() if stretch == "zscale" else PercentileInterval(percentile)
+    vmin, vmax = interval.get_limits(values)
+    if not vmax > vmin:
+        vmin, vmax = float(values.min()), float(values.max())
+        if not vmax > vmin:
+            vmin, vmax = vmin - 0.5, vmax + 0.5
+    return ImageNormalize(vmin=vmin, vmax=vmax, stretch=LinearStretch())
+
+
+def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", mask=None,
+               norm=None, percentile=99.5, origin=(0, 0), colorbar=True):
+    """Draw an image in pixel coordinates with a colour bar labelled with its unit.
+
+    Parameters
+    ----------
+    ax : `~matplotlib.axes.Axes`
+        Where to draw.
+    data : 2-D array
+        The image; NaN pixels are drawn in `MASK_COLOR`.
+    title : str
+        Axes title.
+    unit : str
+        The unit of the values (``'ADU'``, ``'electron'``, ...), written on the colour bar.
+    stretch : {'zscale', 'percentile'}
+        How display limits are chosen (see `image_norm`); ignored when ``norm`` is given.
+    cmap : str
+        Matplotlib colour map.
+    mask : bool array, optional
+        Pixels to draw in `MASK_COLOR` instead of their value.
+    norm : `~astropy.visualization.ImageNormalize`, optional
+        Display limits to use (e.g. shared with another image).
+    percentile : float
+        See `image_norm`.
+    origin : (int, int)
+        Pixel (x, y) of the lower-left pixel of ``data``, so that a cut-out is drawn with
+        the coordinates of the frame it was cut from.
+    colorbar : bool
+        Draw a colour bar.
+
+    Returns
+    -------
+    `~matplotlib.axes.Axes`
+        ``ax``, with the image drawn.
+    """
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 2:
+        msg = f"show_image draws 2-D images; got an array of shape {data.shape}"
+        raise ValueError(msg)
+    bad = ~np.isfinite(data)
+    if mask is not None:
+        bad |= np.asarray(mask, bool)
+    if norm is None:
+        norm = image_norm(data[~bad] if (~bad).any() else data, stretch=stretch,
+                          percentile=percentile)
+    colours = plt.get_cmap(cmap).with_extremes(bad=MASK_COLOR)
+    ny, nx = data.shape
+    x0, y0 = origin
+    extent = (x0 - 0.5, x0 + nx - 0.5, y0 - 0.5, y0 + ny - 0.5)
+    im = ax.imshow(np.ma.masked_array(data, bad), origin="lower", cmap=colours, norm=norm,
+                   extent=extent, interpolation="nearest")
+    ax.set_xlabel("x [pixel]")
+    ax.set_ylabel("y [pixel]")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label=unit, fraction=0.046, pad=0.04)
+    return ax
+
+
+def show_pair(before, after, *, titles=("before", "after"), unit="", stretch="zscale",
+              cmap="gray", masks=(None, None), origin=(0, 0), percentile=99.5,
+              figsize=(11.0, 4.8)):
+    """Two images side by side at the SAME stretch, so differences are real.
+
+    Parameters
+    ----------
+    before, after : 2-D arrays
+        Images of the same quantity and unit.
+    titles : (str, str)
+        Titles of the two panels.
+    unit : str
+        Unit of both images, written on both colour bars.
+    stretch, cmap, percentile, origin
+        See `show_image`; the limits are computed from both images together.
+    masks : (bool array or None, bool array or None)
+        Pixels to draw in `MASK_COLOR` in each panel.
+    figsize : (float, float)
+        Figure size in inches.
+
+    Returns
+    -------
+    fig, axes : `~matplotlib.figure.Figure`, array of two `~matplotlib.axes.Axes`
+    """
+    norm = image_norm([before, after], stretch=stretch, percentile=percentile)
+    fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
+    for ax, img, title, m in zip(axes, (before, after), titles, masks, strict=True):
+        show_image(ax, img, title=title, unit=unit, cmap=cmap, mask=m, norm=norm,
+                   origin=origin)
+    return fig, axes
+
+
+def histogram(ax, values, *, bins=100, log=True, xlabel="", ylabel="number of pixels",
+              label=None, range=None, color=None):
+    """Histogram of pixel values (NaN and infinite values left out).
+
+    Parameters
+    ----------
+    ax : `~matplotlib.axes.Axes`
+        Where to draw.
+    values : array
+        Any shape; flattened.
+    bins : int or sequence
+        Number of bins, or their edges.
+    log : bool
+        Logarithmic count axis, so that a tail of rare values (cosmic rays, hot pixels)
+        is visible next to the peak.
+    xlabel, ylabel : str
+        Axis labels; put the unit in ``xlabel`` (``'value [ADU]'``).
+    label : str, optional
+        Legend entry (a legend is drawn when given).
+    range : (float, float), optional
+        Lower and upper edge of the bins.
+    color : str, optional
+        Line colour.
+
+    Returns
+    -------
+    `~matplotlib.axes.Axes`
+        ``ax``.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    ax.hist(v, bins=bins, range=range, histtype="step", lw=1.5, label=label, color=color)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if label is not None:
+        ax.legend()
+    return ax
+
+
+def row_profile(ax, image, row, *, width=1, xlabel="x [pixel]", ylabel="", label=None,
+                shade=None, color=None):
+    """Values along one row of an image (or the median of ``width`` rows around it).
+
+    Parameters
+    ----------
+    ax : `~matplotlib.axes.Axes`
+        Where to draw.
+    image : 2-D array
+        The image.
+    row : int
+        The row (0-based ``y``) to draw.
+    width : int
+        Number of rows, centred on ``row``, whose median is drawn (1: the row itself);
+        a median of many rows shows column structure without the pixel noise.
+    xlabel, ylabel : str
+        Axis labels; put the unit in ``ylabel``.
+    label : str, optional
+        Legend entry (a legend is drawn when given).
+    shade : dict, optional
+        ``{name: (x_first, x_last)}`` column ranges to shade and name, e.g. the overscan.
+    color : str, optional
+        Line colour.
+
+    Returns
+    -------
+    `~matplotlib.axes.Axes`
+        ``ax``.
+    """
+    image = np.asarray(image, dtype=float)
+    y0 = max(0, int(row) - width // 2)
+    y1 = min(image.shape[0], y0 + max(1, int(width)))
+    if y1 - y0 > 1:
+        with warnings.catch_warnings():   # an all-NaN column (a masked one) stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.nanmedian(image[y0:y1], axis=0)
+    else:
+        values = image[y0]
+    ax.plot(np.arange(values.size), values, lw=1, label=label, color=color,
+            drawstyle="steps-mid")
+    for i, (name, (xa, xb)) in enumerate((shade or {}).items()):
+        ax.axvspan(xa - 0.5, xb + 0.5, color=BIT_COLORS[i % len(BIT_COLORS)], alpha=0.15,
+                   label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if label is not None or shade:
+        ax.legend()
+    return ax
+
+
+def thumbnail_grid(images, *, unit="", ncols=3, stretch="zscale", cmap="gray",
+                   panel_size=3.4, percentile=99.5):
+    """Small images side by side, each at its own stretch, titled with its label.
+
+    Parameters
+    ----------
+    images : dict
+        Label -> 2-D array, drawn in this order.
+    unit : str
+        Unit written on every colour bar.
+    ncols : int
+        Panels per row.
+    stretch, cmap, percentile
+        See `show_image`; every panel gets its own limits.
+    panel_size : float
+        Width of one panel in inches.
+
+    Returns
+    -------
+    `~matplotlib.figure.Figure`
+    """
+    n = len(images)
+    if n == 0:
+        msg = "thumbnail_grid needs at least one image"
+        raise ValueError(msg)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols * 1.2,
+                                                    panel_size * nrows),
+                             layout="constrained", squeeze=False)
+    for ax, (label, img) in zip(axes.flat[:n], images.items(), strict=True):
+        show_image(ax, img, title=label, unit=unit, stretch=stretch, cmap=cmap,
+                   percentile=percentile)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig
+
+
+def show_bitmask(ax, mask, *, bits, title="", origin=(0, 0)):
+    """Draw a bitmask: each named bit that is set somewhere in its own colour.
+
+    Parameters
+    ----------
+    ax : `~matplotlib.axes.Axes`
+        Where to draw.
+    mask : 2-D integer array
+        The bitmask (0 = clean pixel, drawn white).
+    bits : dict
+        Bit name -> bit value (e.g. ``{name: value for name, (value, _) in
+        redux_helpers.masks.BITS.items()}``). Where several bits are set, the later
+        one in this order is drawn.
+    title : str
+        Axes title.
+    origin : (int, int)
+        See `show_image`.
+
+    Returns
+    -------
+    `~matplotlib.axes.Axes`
+        ``ax``; the legend names each bit drawn and how many pixels have it.
+    """
+    mask = np.asarray(mask).astype(np.int64)
+    rgb = np.ones(mask.shape + (3,))
+    handles = []
+    for i, (name, value) in enumerate(bits.items()):
+        hit = (mask & int(value)) > 0
+        if not hit.any():
+            continue
+        colour = to_rgb(BIT_COLORS[i % len(BIT_COLORS)])
+        rgb[hit] = colour
+        handles.append(Patch(color=colour, label=f"{name} ({int(hit.sum())} px)"))
+    ny, nx = mask.shape
+    x0, y0 = origin
+    ax.imshow(rgb, origin="lower", extent=(x0 - 0.5, x0 + nx - 0.5, y0 - 0.5, y0 + ny - 0.5),
+              interpolation="nearest")
+    ax.set_xlabel("x [pixel]")
+    ax.set_ylabel("y [pixel]")
+    if title:
+        ax.set_title(title)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  borderaxespad=0.0, title="set bits")
+    else:
+        ax.text(0.5, 0.5, "no pixel flagged", transform=ax.transAxes, ha="center")
+    return ax
