@@ -59,6 +59,26 @@ def subtract_overscan_and_trim(raw, biassec, trimsec):
     return raw[trimsec] - level[:, None]
 
 
+def trimmed_header(header):
+    """A copy of a raw header that fits the trimmed image of a product.
+
+    The overscan keywords no longer apply (``BIASSEC``/``TRIMSEC``/``DATASEC``), nor
+    does integer scaling (``BZERO``/``BSCALE``); a WCS reference pixel moves with the
+    trim (a prescan on the left shifts ``CRPIX1``).
+    """
+    h = fits.Header(header, copy=True)
+    sec = headers.sections(h)
+    if sec:
+        _, (ty, tx) = sec
+        if "CRPIX1" in h:
+            h["CRPIX1"] = h["CRPIX1"] - tx.start
+        if "CRPIX2" in h:
+            h["CRPIX2"] = h["CRPIX2"] - ty.start
+    for key in ("BIASSEC", "TRIMSEC", "DATASEC", "BZERO", "BSCALE", "BLANK"):
+        h.remove(key, ignore_missing=True)
+    return h
+
+
 @dataclass
 class Masters:
     """The calibration frames one light (or flat) is calibrated with.
@@ -178,7 +198,7 @@ class FrameReader:
 
 def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate=np.inf,
                     crmask=None, min_flat=0.2, per_second=False, extinction=None,
-                    airmass=None):
+                    airmass=None, bad_columns=()):
     """Calibrate one raw frame into electrons, with an uncertainty and a mask.
 
     ``(raw - overscan - bias) * gain - dark * t``, divided by the flat where the flat
@@ -206,13 +226,16 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
         Divide by the exposure time: e-/s instead of e-.
     extinction : float, optional
         mag/airmass; with ``airmass``, scales the frame to above the atmosphere.
+    bad_columns : sequence of int
+        1-based columns of the trimmed image (the manifest's ``bad_columns``), flagged
+        ``BADCOL``; their values are kept (06_badpix repairs them).
 
     Returns
     -------
     data, uncertainty, mask : arrays
         Electrons (or e-/s), one-sigma uncertainty in the same unit, `masks` bitmask.
     """
-    if gain is None or read_noise is None:
+    if gain is None or read_noise is None or not np.isfinite(gain) or not np.isfinite(read_noise):
         msg = ("gain and read noise are needed to work in electrons; add GAIN/RDNOISE to "
                "the headers or 'gain:'/'read_noise:' to the manifest")
         raise FrameError(msg)
@@ -262,11 +285,18 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
         data = electrons
     if crmask is not None:
         mask = masks.flag(mask, crmask, "COSMIC")
+    cols = [c - 1 for c in bad_columns or () if 1 <= c <= mask.shape[1]]
+    if cols:
+        mask[:, cols] |= np.uint16(masks.bit("BADCOL"))
     unc = np.sqrt(var)
     factor = 1.0
     if per_second:
         factor /= t
-    if extinction is not None and airmass is not None:
+    if extinction is not None:
+        if airmass is None or not np.isfinite(airmass):
+            msg = ("extinction correction asked for, but the frame has no airmass (AIRMASS/"
+                   "SECZ); add it with header_overrides or turn the correction off")
+            raise FrameError(msg)
         factor *= 10 ** (0.4 * extinction * airmass)
     if factor != 1.0:
         data, unc = data * np.float32(factor), unc * np.float32(factor)

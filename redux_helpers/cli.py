@@ -105,7 +105,7 @@ def _targets(args) -> int:
 def main(argv=None) -> int:
     """Entry point of the ``redux`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="redux: %(message)s")
+    logging.basicConfig(level=logging.ERROR, format="redux: %(message)s")
     try:
         return {"run": _run, "demo": _demo, "targets": _targets}[args.command](args)
     except ReduxError as exc:

@@ -62,6 +62,9 @@ def clip_and_combine(stack, *, method="median", sigma=3.0, maxiters=5):
     Returns
     -------
     combined, std_error, n_used : arrays (...)
+        ``std_error`` is the robust spread of the pixel's values (MAD × 1.4826, before
+        clipping) over the square root of the number used, times 1.2533 for a median;
+        NaN where fewer than two values were used.
 
     Examples
     --------
@@ -75,11 +78,17 @@ def clip_and_combine(stack, *, method="median", sigma=3.0, maxiters=5):
         raise ValueError(msg)
     flat = stack.reshape(-1, stack.shape[-1])
     med = _median_rows(flat)
+    # the spread of each pixel's values before any clipping, robustly: the standard
+    # deviation of the survivors would be too small, a clip trims good values too
+    k = flat.shape[1]
+    small = _MAD_SMALL.get(k, k / (k - 0.8))   # MAD's small-sample bias
+    spread = _median_rows(np.abs(flat - med[:, None])) * np.float32(MAD_TO_SIGMA * small)
     active = np.arange(flat.shape[0])
-    for _ in range(maxiters if sigma else 0):
+    for i in range(maxiters if sigma else 0):
         sub = flat[active]
         dev = np.abs(sub - med[active][:, None])
-        mad = _median_rows(dev) * np.float32(MAD_TO_SIGMA)
+        mad = (spread[active] / np.float32(small) if i == 0
+               else _median_rows(dev) * np.float32(MAD_TO_SIGMA))
         with np.errstate(invalid="ignore"):
             bad = dev > (np.float32(sigma) * mad)[:, None]
         bad &= (mad > 0)[:, None]
@@ -96,11 +105,15 @@ def clip_and_combine(stack, *, method="median", sigma=3.0, maxiters=5):
     else:
         comb = bn.nanmean(flat, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        err = bn.nanstd(flat, axis=1, ddof=1) / np.sqrt(n)
+        err = np.where(n > 1, spread / np.sqrt(n), np.nan).astype(np.float32)
     if method == "median":
         err *= np.float32(MEDIAN_EFFICIENCY)
     shape = stack.shape[:-1]
     return comb.reshape(shape), err.astype(np.float32).reshape(shape), n.reshape(shape)
+
+
+#: Small-sample correction of the MAD as an estimate of sigma (Croux & Rousseeuw 1992).
+_MAD_SMALL = {2: 1.196, 3: 1.495, 4: 1.363, 5: 1.206, 6: 1.200, 7: 1.140, 8: 1.129, 9: 1.107}
 
 
 def _median_rows(x):

@@ -33,7 +33,7 @@ BACKENDS = ("lacosmic", "astroscrappy")
 
 def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="lacosmic",
                    contrast=5.0, cr_threshold=5.0, neighbor_threshold=2.5, maxiter=4,
-                   saturate=None):
+                   saturate=None, saturated=None, margin=2):
     """Return a boolean mask of cosmic-ray pixels in a frame in electrons.
 
     Parameters
@@ -51,6 +51,11 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="lacosmic
         L.A.Cosmic's parameters (see the module description).
     saturate : float, optional
         Electrons above which a pixel is left alone (astroscrappy's ``satlevel``).
+    saturated : bool array, optional
+        Saturated pixels (also in ``mask``).
+    margin : int
+        Pixels within this distance of a saturated pixel are not flagged: the edge of
+        a clipped star core is as sharp as a cosmic ray.
     """
     if backend not in BACKENDS:
         msg = f"cosmic-ray backend must be one of {BACKENDS}, got {backend!r}"
@@ -66,9 +71,16 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="lacosmic
         if error is None:
             error = np.sqrt(np.clip(filled, 0, None) + read_noise ** 2)
         error = fill_nearest(error, bad | ~np.isfinite(error))
-        _, crmask = lacosmic.remove_cosmics(
-            filled, contrast, cr_threshold, neighbor_threshold, error=error, mask=bad,
-            maxiter=maxiter)
+        from astropy import log as astropy_log
+
+        level = astropy_log.level
+        astropy_log.setLevel("WARNING")      # lacosmic reports each iteration at INFO
+        try:
+            _, crmask = lacosmic.remove_cosmics(
+                filled, contrast, cr_threshold, neighbor_threshold, error=error, mask=bad,
+                maxiter=maxiter)
+        finally:
+            astropy_log.setLevel(level)
     else:
         import astroscrappy
 
@@ -79,6 +91,8 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="lacosmic
             sigfrac=neighbor_threshold / cr_threshold, objlim=contrast, gain=1.0,
             readnoise=read_noise, satlevel=saturate if saturate else np.inf,
             niter=maxiter, sepmed=False, cleantype="meanmask", verbose=False)
+    if saturated is not None and margin and np.any(saturated):
+        bad = bad | ndimage.binary_dilation(np.asarray(saturated, bool), iterations=margin)
     return np.asarray(crmask, bool) & ~bad
 
 
@@ -104,14 +118,15 @@ def _one(args):
 def detect_many(frames, *, workers=1, progress=None, **kwargs):
     """`detect_cosmics` over many frames, in ``workers`` processes.
 
-    ``frames`` is a sequence of (data, error, mask) tuples; keyword arguments are those
-    of `detect_cosmics` (``read_noise`` may be a sequence, one per frame). Returns the
-    masks in the same order.
+    ``frames`` is a sequence of (data, error, mask) or (data, error, mask, saturated)
+    tuples; keyword arguments are those of `detect_cosmics` (``read_noise`` may be a
+    sequence, one per frame). Returns the masks in the same order.
     """
     rn = kwargs.pop("read_noise")
     rns = list(rn) if np.ndim(rn) else [rn] * len(frames)
-    jobs = [(d, {**kwargs, "error": e, "mask": m, "read_noise": r})
-            for (d, e, m), r in zip(frames, rns, strict=True)]
+    jobs = [(f[0], {**kwargs, "error": f[1], "mask": f[2], "read_noise": r,
+                    "saturated": f[3] if len(f) > 3 else None})
+            for f, r in zip(frames, rns, strict=True)]
     if workers <= 1 or len(jobs) <= 1:
         out = []
         for j in jobs:

@@ -177,6 +177,19 @@ class Product:
     unit: str
 
 
+def write_mask(path, mask, header=None) -> Path:
+    """Write a boolean or integer mask image whole (uint8 for booleans)."""
+    mask = np.asarray(mask)
+    data = mask.astype(np.uint8) if mask.dtype == bool else mask
+    header = fits.Header() if header is None else header.copy()
+    for key in ("BZERO", "BSCALE", "BLANK", "BUNIT"):
+        header.remove(key, ignore_missing=True)
+    with atomic_path(path) as tmp:
+        fits.PrimaryHDU(data, header=header).writeto(tmp)
+    log.info("wrote %s", path)
+    return Path(path)
+
+
 def read_product(path) -> Product:
     """Read a product written by `write_ccd`, keeping the bitmask (CCDData makes it bool)."""
     path = Path(path)
@@ -219,4 +232,9 @@ def read_table(path):
         msg = (f"{path} not found: it is made by an earlier notebook of the chain; "
                "run that notebook first")
         raise FrameError(msg)
-    return Table.read(path, format="ascii.ecsv")
+    table = Table.read(path, format="ascii.ecsv")
+    for name in table.colnames:          # ECSV reads an empty text cell back as masked
+        col = table[name]
+        if col.dtype.kind in "US" and getattr(col, "mask", None) is not None:
+            table[name] = col.filled("")
+    return Table(table, masked=False)

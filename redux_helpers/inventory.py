@@ -53,7 +53,8 @@ def describe_frame(path, settings: dict | None = None, *, raw_dir=None) -> dict:
     name = str(path.relative_to(raw_dir)) if raw_dir else path.name
     data, header = read_frame(path, frame_overrides(settings, path.name))
     row = headers.normalised(header, settings, filename=path.name)
-    row.update(file=name, naxis1=int(data.shape[1]), naxis2=int(data.shape[0]), problem="")
+    row.update(file=name, naxis1=int(data.shape[1]), naxis2=int(data.shape[0]), problem="",
+               filter=row["filter"] or "")
     sec = headers.sections(header)
     img = data[sec[1]] if sec else data
     sample = img[::2, ::2] if img.size > 4e6 else img

@@ -20,13 +20,13 @@ from astropy.io import fits
 #: Bit name -> (value, meaning).
 BITS = {
     "BAD": (1, "bad pixel (bad-pixel mask)"),
-    "HOT": (2, "hot pixel (dark current far above the rest)"),
+    "HOT": (2, "hot pixel (high dark current)"),
     "BADCOL": (4, "bad or dead column"),
-    "SATURATED": (8, "raw value at or above the saturation level"),
+    "SATURATED": (8, "raw value at or above saturation"),
     "COSMIC": (16, "cosmic-ray hit"),
-    "LOWFLAT": (32, "flat response at or near zero: not divided by"),
-    "NODATA": (64, "no valid data (no frames survived, or outside the image)"),
-    "REPAIRED": (128, "value replaced by interpolation"),
+    "LOWFLAT": (32, "flat near zero: not divided by"),
+    "NODATA": (64, "no valid data"),
+    "REPAIRED": (128, "value interpolated"),
 }
 
 

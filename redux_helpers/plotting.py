@@ -21,6 +21,7 @@ import numpy as np
 from astropy.visualization import ImageNormalize, LinearStretch, PercentileInterval, ZScaleInterval
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", ma
                    extent=extent, interpolation="nearest")
     ax.set_xlabel("x [pixel]")
     ax.set_ylabel("y [pixel]")
+    for axis in (ax.xaxis, ax.yaxis):   # whole pixels, as many ticks as fit
+        axis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
     if title:
         ax.set_title(title)
     if colorbar:
@@ -132,7 +135,7 @@ def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", ma
 
 def show_pair(before, after, *, titles=("before", "after"), unit="", stretch="zscale",
               cmap="gray", masks=(None, None), origin=(0, 0), percentile=99.5,
-              figsize=(11.0, 4.8)):
+              reference="both", figsize=(11.0, 4.8)):
     """Two images side by side at the SAME stretch, so differences are real.
 
     Parameters
@@ -144,9 +147,12 @@ def show_pair(before, after, *, titles=("before", "after"), unit="", stretch="zs
     unit : str
         Unit of both images, written on both colour bars.
     stretch, cmap, percentile, origin
-        See `show_image`; the limits are computed from both images together.
+        See `show_image`.
     masks : (bool array or None, bool array or None)
-        Pixels to draw in `MASK_COLOR` in each panel.
+        Pixels to draw in `MASK_COLOR` in each panel; they don't set the limits.
+    reference : {'both', 'before', 'after'}
+        Which image sets the common display limits. ``'after'`` suits a correction that
+        removes extreme values (dead columns, a bias level) from the ``before`` image.
     figsize : (float, float)
         Figure size in inches.
 
@@ -154,7 +160,15 @@ def show_pair(before, after, *, titles=("before", "after"), unit="", stretch="zs
     -------
     fig, axes : `~matplotlib.figure.Figure`, array of two `~matplotlib.axes.Axes`
     """
-    norm = image_norm([before, after], stretch=stretch, percentile=percentile)
+    if reference not in ("both", "before", "after"):
+        msg = f"reference must be 'both', 'before' or 'after', got {reference!r}"
+        raise ValueError(msg)
+    shown = []
+    for name, img, m in zip(("before", "after"), (before, after), masks, strict=True):
+        if reference in ("both", name):
+            img = np.asarray(img, dtype=float)
+            shown.append(img if m is None else img[~np.asarray(m, bool)])
+    norm = image_norm(shown, stretch=stretch, percentile=percentile)
     fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
     for ax, img, title, m in zip(axes, (before, after), titles, masks, strict=True):
         show_image(ax, img, title=title, unit=unit, cmap=cmap, mask=m, norm=norm,
@@ -291,8 +305,11 @@ def thumbnail_grid(images, *, unit="", ncols=3, stretch="zscale", cmap="gray",
     return fig
 
 
-def show_bitmask(ax, mask, *, bits, title="", origin=(0, 0)):
+def show_bitmask(ax, mask, *, bits, title="", origin=(0, 0), max_pixels=300):
     """Draw a bitmask: each named bit that is set somewhere in its own colour.
+
+    A mask larger than ``max_pixels`` on a side is drawn in blocks, each block showing
+    every bit set in any of its pixels, so that a single flagged pixel stays visible.
 
     Parameters
     ----------
@@ -308,6 +325,8 @@ def show_bitmask(ax, mask, *, bits, title="", origin=(0, 0)):
         Axes title.
     origin : (int, int)
         See `show_image`.
+    max_pixels : int
+        Largest number of screen pixels per side before blocks are drawn.
 
     Returns
     -------
@@ -315,16 +334,22 @@ def show_bitmask(ax, mask, *, bits, title="", origin=(0, 0)):
         ``ax``; the legend names each bit drawn and how many pixels have it.
     """
     mask = np.asarray(mask).astype(np.int64)
-    rgb = np.ones(mask.shape + (3,))
+    ny, nx = mask.shape
+    block = max(1, math.ceil(max(ny, nx) / max_pixels))
+    shown = np.pad(mask, ((0, -ny % block), (0, -nx % block)))
+    if block > 1:
+        shown = shown.reshape(shown.shape[0] // block, block, shown.shape[1] // block, block)
+        shown = np.bitwise_or.reduce(np.bitwise_or.reduce(shown, axis=3), axis=1)
+    rgb = np.ones(shown.shape + (3,))
     handles = []
     for i, (name, value) in enumerate(bits.items()):
-        hit = (mask & int(value)) > 0
-        if not hit.any():
+        n_set = int(np.sum((mask & int(value)) > 0))
+        if not n_set:
             continue
         colour = to_rgb(BIT_COLORS[i % len(BIT_COLORS)])
-        rgb[hit] = colour
-        handles.append(Patch(color=colour, label=f"{name} ({int(hit.sum())} px)"))
-    ny, nx = mask.shape
+        rgb[(shown & int(value)) > 0] = colour
+        handles.append(Patch(color=colour, label=f"{name} ({n_set} px)"))
+    ny, nx = (shown.shape[0] * block, shown.shape[1] * block)
     x0, y0 = origin
     ax.imshow(rgb, origin="lower", extent=(x0 - 0.5, x0 + nx - 0.5, y0 - 0.5, y0 + ny - 0.5),
               interpolation="nearest")

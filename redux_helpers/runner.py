@@ -180,16 +180,17 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
                                        parameters=values, cwd=str(folder),
                                        progress_bar=False, kernel_name="python3")
         except PapermillExecutionError as exc:
-            os.replace(tmp, out)
+            _keep(tmp, out)
             if exc.ename in USER_ERRORS:
                 msg = f"{step}: {exc.evalue}"
             else:
                 msg = (f"{step} failed: {exc.ename}: {exc.evalue}\n"
                        f"the executed notebook, with the full traceback, is {out}")
             raise ReduxError(msg) from None
-        finally:
-            if tmp.exists() and not out.exists():
-                tmp.unlink()
+        except (RuntimeError, OSError, ValueError) as exc:   # the kernel could not run it
+            _keep(tmp, out)
+            msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
+            raise ReduxError(msg) from None
         os.replace(tmp, out)
         if html:
             _write_html(out)
@@ -198,6 +199,12 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
         if on_step:
             on_step(step, "done", dt)
     return results
+
+
+def _keep(tmp: Path, out: Path):
+    """Keep a failed run's executed notebook (it holds the traceback) as the step's."""
+    if tmp.exists():
+        os.replace(tmp, out)
 
 
 def _write_html(notebook: Path):

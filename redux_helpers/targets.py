@@ -27,8 +27,12 @@ class Paths:
     def __init__(self, products, target_name):
         self.root = Path(products).resolve() / target_name
 
-    def step(self, step: str, *, create=True) -> Path:
-        """The folder of one step's products, e.g. ``paths.step('01_superbias')``."""
+    def step(self, step: str, *, create=False) -> Path:
+        """The folder of one step's products, e.g. ``paths.step('01_superbias')``.
+
+        Writers make the folder when they write (`fitsio.atomic_path`); asking for a
+        path creates nothing unless ``create``.
+        """
         if step not in STEPS:
             msg = f"unknown step '{step}'; steps are {', '.join(STEPS)}"
             raise ValueError(msg)
