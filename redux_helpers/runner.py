@@ -178,7 +178,10 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
         try:
             papermill.execute_notebook(str(folder / f"{step}.ipynb"), str(tmp),
                                        parameters=values, cwd=str(folder),
-                                       progress_bar=False, kernel_name="python3")
+                                       progress_bar=False, kernel_name="python3",
+                                       # the kernel warns on every start that it talks
+                                       # over local TCP; that is not news for a user
+                                       extra_arguments=["--IPKernelApp.log_level=ERROR"])
         except PapermillExecutionError as exc:
             _keep(tmp, out)
             if exc.ename in USER_ERRORS:
