@@ -306,9 +306,8 @@ def register_wcs(wcs, ref_wcs, shape) -> Transform:
 
 def register_xcorr(image, ref_image, *, mask=None, ref_mask=None, upsample=100) -> Transform:
     """Pure translation by phase cross-correlation, to 1/``upsample`` pixel."""
-    from skimage.registration import phase_cross_correlation
-
     from skimage.filters import window
+    from skimage.registration import phase_cross_correlation
 
     def prep(a, m):
         a = np.asarray(a, float)

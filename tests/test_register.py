@@ -14,7 +14,6 @@ from redux_helpers.register import (
     overlap_fraction,
     register_frame,
     register_stars,
-    register_wcs,
     register_xcorr,
 )
 

@@ -1,0 +1,547 @@
+"""The sky under the objects: masking sources, modelling the sky, a radial-profile sky.
+
+A calibrated frame holds the light of the objects on top of the light of the sky
+(airglow, moonlight, city light), ``I t = S + O``. The sky ``S`` is smooth; the objects
+``O`` are not. To measure ``S`` the objects are found and masked first (`source_mask`),
+then the sky is modelled from what is left (`sky_model`):
+
+* ``'box'`` — sigma-clipped medians in boxes of ``box_size`` pixels, smoothed from box
+  to box and interpolated to every pixel (photutils' `~photutils.background.Background2D`):
+  follows gradients, but a box much smaller than a galaxy takes its faint outskirts for
+  sky;
+* ``'plane'`` — a least-squares plane ``a + b x + c y`` through the unmasked pixels:
+  follows a gradient and nothing smaller;
+* ``'constant'`` — one sigma-clipped median for the whole frame.
+
+In a field that a galaxy fills, every unmasked pixel still holds a little of the
+galaxy's light, and all three estimates come out too high. `radial_sky` follows the
+observatory pipeline's method instead: it fits the galaxy's (elliptical) azimuthal
+median profile with ``A f(r) + G``, so that the galaxy's tail is part of the model and
+the constant ``G`` is the sky.
+
+Nothing here reads or writes files.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> sky = rng.normal(100.0, 5.0, (64, 64))
+>>> model, rms = sky_model(sky, method="constant")
+>>> round(float(model[0, 0])), round(float(rms))
+(100, 5)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.stats import SigmaClip, mad_std, sigma_clipped_stats
+from astropy.utils.exceptions import AstropyUserWarning
+
+from .errors import ReduxError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("box", "plane", "constant")
+PROFILES = ("exponential", "moffat", "gaussian")
+#: Fewer usable pixels than this (or than `MIN_SKY_FRACTION` of the frame) is too little sky.
+MIN_SKY_PIXELS = 100
+MIN_SKY_FRACTION = 0.02
+
+
+def _as_image(data, mask, what="data"):
+    """(float64 copy of ``data``, bool array of unusable pixels); raises on no data."""
+    data = np.array(data, dtype=np.float64)
+    if data.ndim != 2:
+        msg = f"{what} must be a 2-D image; got an array of shape {data.shape}"
+        raise ValueError(msg)
+    bad = ~np.isfinite(data)
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != data.shape:
+            msg = f"mask has shape {mask.shape} but {what} has shape {data.shape}"
+            raise ValueError(msg)
+        bad |= mask
+    if bad.all():
+        msg = (f"{what} has no usable pixel (all NaN or masked): check the frame and its "
+               "MASK plane from the calibration")
+        raise ReduxError(msg)
+    return data, bad
+
+
+def detect(data, *, mask=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
+    """Find the sources in an image: photutils' segmentation on a smoothed copy.
+
+    The image is smoothed with a Gaussian of ``smooth_fwhm`` pixels (NaN and masked
+    pixels are interpolated over), and every group of at least ``npixels`` connected
+    pixels more than ``nsigma`` standard deviations above the (sigma-clipped) sky of the
+    smoothed image is a source. Smoothing lowers the noise, so faint extended light
+    (a galaxy's outskirts) is found as well as stars.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The image, e.g. a calibrated frame in electrons.
+    mask : bool array, optional
+        Pixels to ignore (bad pixels, no data); they never belong to a source.
+    nsigma : float
+        Detection threshold, in standard deviations of the smoothed sky.
+    npixels : int
+        Smallest number of connected pixels above the threshold that is a source.
+    smooth_fwhm : float
+        FWHM in pixels of the Gaussian the image is smoothed with (0: not smoothed).
+
+    Returns
+    -------
+    `~photutils.segmentation.SegmentationImage` or None
+        One label per source; None when nothing is found.
+    """
+    from astropy.convolution import convolve
+    from photutils.segmentation import detect_sources, detect_threshold, make_2dgaussian_kernel
+    from photutils.utils.exceptions import NoDetectionsWarning
+
+    data, bad = _as_image(data, mask)
+    work = np.where(bad, np.nan, data)
+    if smooth_fwhm and smooth_fwhm > 0:
+        size = 2 * int(np.ceil(1.5 * smooth_fwhm)) + 1
+        kernel = make_2dgaussian_kernel(smooth_fwhm, size=size)
+        with warnings.catch_warnings():   # NaN regions wider than the kernel stay NaN
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            work = convolve(work, kernel, nan_treatment="interpolate", boundary="extend",
+                            preserve_nan=False)
+    ignore = bad | ~np.isfinite(work)
+    work = np.where(ignore, 0.0, work)
+    threshold = detect_threshold(work, nsigma, mask=ignore)
+    with warnings.catch_warnings():       # "no sources found" is an answer, not a problem
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        return detect_sources(work, threshold, npixels, mask=ignore)
+
+
+def source_mask(data, *, mask=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwhm=3.0,
+                except_at=None):
+    """Pixels covered by sources (stars, galaxies), grown by ``dilate`` pixels.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The image, e.g. a calibrated frame in electrons.
+    mask : bool array, optional
+        Pixels to ignore (bad pixels, no data). They are not part of the result.
+    nsigma, npixels, smooth_fwhm
+        How sources are detected (see `detect`).
+    dilate : int
+        Every source is grown by this many pixels in every direction (a disc of this
+        radius), so that its faint edge, below the threshold, is masked too.
+    except_at : (float, float), optional
+        Pixel (x, y): the source that covers it is left out of the mask, the others
+        are masked (e.g. the stars around a galaxy whose profile `radial_sky` fits).
+
+    Returns
+    -------
+    bool array
+        True on a source.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> img = rng.normal(0.0, 1.0, (60, 60))
+    >>> img[28:33, 28:33] += 20.0
+    >>> m = source_mask(img, dilate=2)
+    >>> bool(m[30, 30]), bool(m[30, 34]), bool(m[5, 5])
+    (True, True, False)
+    """
+    segm = detect(data, mask=mask, nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm)
+    shape = np.shape(data)
+    if segm is None:
+        log.info("no sources found above %.1f sigma", nsigma)
+        return np.zeros(shape, bool)
+    if except_at is not None:
+        ix, iy = int(round(except_at[0])), int(round(except_at[1]))
+        if 0 <= iy < shape[0] and 0 <= ix < shape[1] and segm.data[iy, ix] > 0:
+            segm = segm.copy()
+            segm.remove_label(int(segm.data[iy, ix]))
+            if segm.n_labels == 0:
+                return np.zeros(shape, bool)
+    if dilate and dilate > 0:
+        r = int(np.ceil(dilate))
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        return segm.make_source_mask(footprint=(xx ** 2 + yy ** 2) <= dilate ** 2)
+    return segm.data > 0
+
+
+def _too_little_sky(bad, method):
+    n_sky = int((~bad).sum())
+    if n_sky < max(MIN_SKY_PIXELS, MIN_SKY_FRACTION * bad.size):
+        msg = (f"only {n_sky} of {bad.size} pixels ({100 * n_sky / bad.size:.1f} %) are sky: "
+               "sources and bad pixels cover the rest, too little to model the sky "
+               f"(method '{method}'); detect fewer sources (raise nsigma, lower dilate) or "
+               "use the radial-profile sky (radial_sky), which fits the galaxy instead of "
+               "masking it")
+        raise ReduxError(msg)
+
+
+def sky_model(data, *, mask=None, method="box", box_size=64, filter_size=3, sigma=3.0,
+              exclude_percentile=50.0):
+    """Model the sky of a frame from its unmasked pixels.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The frame (sky and objects), e.g. in electrons. NaN pixels are ignored.
+    mask : bool array, optional
+        Pixels that are not sky: the sources (`source_mask`) and the bad pixels.
+    method : {'box', 'plane', 'constant'}
+        ``'box'``: sigma-clipped medians in boxes of ``box_size`` pixels, median
+        filtered over ``filter_size`` boxes and interpolated (photutils'
+        `~photutils.background.Background2D`); ``'plane'``: a sigma-clipped
+        least-squares plane; ``'constant'``: one sigma-clipped median.
+    box_size : int
+        Side of a box in pixels (``'box'`` only). It should be several times larger
+        than the largest source, or the box follows the source's faint outskirts.
+    filter_size : int
+        Odd number of boxes the box medians are median-filtered over (``'box'`` only):
+        one stray box (a bright star's halo) is then replaced by its neighbours.
+    sigma : float
+        Values more than ``sigma`` standard deviations from the sky are rejected before
+        the sky is estimated (stars and cosmic rays the mask missed).
+    exclude_percentile : float
+        A box with more than this per cent of its pixels masked is left out and filled
+        in from its neighbours (``'box'`` only).
+
+    Returns
+    -------
+    model : 2-D array
+        The sky at every pixel (masked ones included), in the unit of ``data``.
+    rms : 2-D array or float
+        The scatter of the sky pixels about the model: per pixel for ``'box'``, one
+        number otherwise.
+
+    Raises
+    ------
+    ReduxError
+        When the frame has no usable pixel, too few sky pixels, or (``'box'``) every
+        box is masked; the message says which parameter to change.
+    """
+    if method not in METHODS:
+        msg = f"sky method must be one of {METHODS}, got {method!r}"
+        raise ValueError(msg)
+    data, bad = _as_image(data, mask)
+    _too_little_sky(bad, method)
+    if method == "constant":
+        _, median, std = sigma_clipped_stats(data, mask=bad, sigma=sigma, maxiters=10)
+        return np.full(data.shape, float(median)), float(std)
+    if method == "plane":
+        return _plane(data, bad, sigma)
+    return _boxes(data, bad, box_size=box_size, filter_size=filter_size, sigma=sigma,
+                  exclude_percentile=exclude_percentile)
+
+
+def _plane(data, bad, sigma, maxiters=10):
+    """A sigma-clipped least-squares plane through the good pixels."""
+    ny, nx = data.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    # coordinates scaled to about -1..1 keep the normal equations well conditioned
+    xs, ys = (xx - nx / 2) / max(nx / 2, 1), (yy - ny / 2) / max(ny / 2, 1)
+    use = ~bad
+    coef = np.zeros(3)
+    rms = np.nan
+    for _ in range(maxiters):
+        design = np.column_stack([np.ones(use.sum()), xs[use], ys[use]])
+        coef, *_ = np.linalg.lstsq(design, data[use], rcond=None)
+        resid = data - (coef[0] + coef[1] * xs + coef[2] * ys)
+        rms = float(mad_std(resid[use]))
+        keep = ~bad & (np.abs(resid) <= sigma * rms)
+        if np.array_equal(keep, use):
+            break
+        use = keep
+        _too_little_sky(~use, "plane")
+    return coef[0] + coef[1] * xs + coef[2] * ys, rms
+
+
+def _boxes(data, bad, *, box_size, filter_size, sigma, exclude_percentile):
+    """photutils' Background2D with a median in each box; errors in our words."""
+    from photutils.background import Background2D, MedianBackground
+
+    box_size = int(box_size)
+    if box_size < 4:
+        msg = f"box_size must be at least 4 pixels, got {box_size}"
+        raise ReduxError(msg)
+    box = (min(box_size, data.shape[0]), min(box_size, data.shape[1]))
+    n_boxes = (int(np.ceil(data.shape[0] / box[0])), int(np.ceil(data.shape[1] / box[1])))
+    fsize = int(filter_size) if filter_size else 1
+    if fsize % 2 == 0:
+        msg = f"filter_size must be odd (1, 3, 5, ...), got {filter_size}"
+        raise ReduxError(msg)
+    fsize = max(1, min(fsize, 2 * (min(n_boxes) // 2) + 1 if min(n_boxes) > 1 else 1))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            bkg = Background2D(np.where(bad, np.nan, data), box, mask=bad,
+                               filter_size=fsize, exclude_percentile=exclude_percentile,
+                               sigma_clip=SigmaClip(sigma=sigma, maxiters=10),
+                               bkg_estimator=MedianBackground())
+    except ValueError as exc:
+        msg = (f"no box of {box_size} pixels has enough sky: every box has more than "
+               f"{exclude_percentile:g} % of its pixels masked ({exc}); use a larger "
+               "box_size, raise exclude_percentile, or use method='plane' or 'constant'")
+        raise ReduxError(msg) from None
+    model = np.asarray(bkg.background, dtype=np.float64)
+    rms = np.asarray(bkg.background_rms, dtype=np.float64)
+    if not np.all(np.isfinite(model)):
+        msg = (f"the box sky model has undefined values (box_size {box_size}); use a larger "
+               "box_size or method='plane'")
+        raise ReduxError(msg)
+    return model, rms
+
+
+def elliptical_radius(shape, center, *, axis_ratio=1.0, theta_deg=0.0):
+    """Semi-major axis of the ellipse through every pixel (a circle for axis_ratio 1).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (rows, columns).
+    center : (float, float)
+        Pixel (x, y) of the centre, 0-based.
+    axis_ratio : float
+        Minor over major axis, in (0, 1].
+    theta_deg : float
+        Angle of the major axis, degrees counter-clockwise from the +x axis.
+
+    Examples
+    --------
+    >>> r = elliptical_radius((5, 5), (2, 2), axis_ratio=0.5)
+    >>> float(r[2, 4]), float(r[4, 2])
+    (2.0, 4.0)
+    """
+    if not 0 < axis_ratio <= 1:
+        msg = f"axis_ratio must be in (0, 1], got {axis_ratio}"
+        raise ValueError(msg)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    dx, dy = xx - center[0], yy - center[1]
+    t = np.deg2rad(theta_deg)
+    u = np.cos(t) * dx + np.sin(t) * dy
+    v = (-np.sin(t) * dx + np.cos(t) * dy) / axis_ratio
+    return np.hypot(u, v)
+
+
+def galaxy_geometry(wcs, *, ra, dec, pa_deg=None, inclination_deg=None):
+    """Where a galaxy is in a frame: centre pixel, axis ratio and major-axis angle.
+
+    Parameters
+    ----------
+    wcs : `~astropy.wcs.WCS`
+        The frame's celestial WCS.
+    ra, dec : float
+        The galaxy's centre, degrees.
+    pa_deg : float, optional
+        Position angle of the major axis, degrees from north through east.
+    inclination_deg : float, optional
+        Inclination of the disc (0: face on); a thin disc looks ``cos(i)`` as wide as
+        long.
+
+    Returns
+    -------
+    dict
+        ``x``, ``y`` (0-based pixel), ``axis_ratio`` and ``theta_deg`` (of the major
+        axis, counter-clockwise from +x, as `elliptical_radius` takes it); a round
+        galaxy (axis ratio 1) when the inclination or the position angle is unknown.
+    """
+    x, y = (float(v) for v in wcs.world_to_pixel_values(ra, dec))
+    if pa_deg is None or inclination_deg is None:
+        return {"x": x, "y": y, "axis_ratio": 1.0, "theta_deg": 0.0}
+    step = 10.0 / 3600.0                         # 10 arcsec along the major axis
+    pa = np.deg2rad(pa_deg)
+    ra2 = ra + step * np.sin(pa) / np.cos(np.deg2rad(dec))
+    dec2 = dec + step * np.cos(pa)
+    x2, y2 = (float(v) for v in wcs.world_to_pixel_values(ra2, dec2))
+    theta = float(np.degrees(np.arctan2(y2 - y, x2 - x)) % 180.0)
+    q = float(np.clip(np.cos(np.deg2rad(inclination_deg)), 0.1, 1.0))
+    return {"x": x, "y": y, "axis_ratio": q, "theta_deg": theta}
+
+
+def find_galaxy(data, *, mask=None, nsigma=2.0, npixels=10, min_fraction=0.05, smooth=9):
+    """The centre of a source that fills much of the frame (a galaxy), or None.
+
+    For frames whose galaxy position is not given: the largest source `detect` finds
+    counts as a galaxy when it covers more than ``min_fraction`` of the frame. Its
+    centre is the light-weighted centroid of its brightest part (above half its peak)
+    in a copy median-filtered over ``smooth`` pixels, which removes stars on top of it.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The frame.
+    mask : bool array, optional
+        Pixels to ignore.
+    nsigma, npixels
+        How sources are detected (see `detect`).
+    min_fraction : float
+        Smallest fraction of the frame the largest source must cover.
+    smooth : int
+        Side of the median filter, pixels; a few times a star's FWHM.
+
+    Returns
+    -------
+    dict or None
+        ``x``, ``y`` (0-based pixel) and ``fraction`` (of the frame the source covers);
+        None when no source is that large (e.g. a field of stars).
+    """
+    from scipy import ndimage
+
+    data, bad = _as_image(data, mask)
+    segm = detect(data, mask=bad, nsigma=nsigma, npixels=npixels)
+    if segm is None:
+        return None
+    areas = np.asarray(segm.areas)
+    fraction = float(areas.max()) / data.size
+    if fraction < min_fraction:
+        return None
+    inside = segm.data == segm.labels[int(np.argmax(areas))]
+    level = float(np.median(data[~bad & (segm.data == 0)])) if np.any(~bad & (segm.data == 0)) \
+        else float(np.median(data[~bad]))
+    filled = np.where(bad, level, data) - level
+    smoothed = ndimage.median_filter(filled, size=int(smooth), mode="nearest")
+    peak = float(np.max(smoothed[inside]))
+    core = inside & (smoothed > 0.5 * peak)
+    yy, xx = np.nonzero(core)
+    w = smoothed[core]
+    return {"x": float(np.sum(xx * w) / np.sum(w)), "y": float(np.sum(yy * w) / np.sum(w)),
+            "fraction": fraction}
+
+
+@dataclass
+class RadialProfile:
+    """The azimuthal median profile around an object and the fit ``A f(r) + G``."""
+
+    radius: np.ndarray        # mean semi-major axis of each ring, pixels
+    median: np.ndarray        # median of the usable pixels of each ring
+    error: np.ndarray         # uncertainty of each median (1.2533 sigma / sqrt(n))
+    npix: np.ndarray          # usable pixels in each ring
+    fitted: np.ndarray        # True for the rings the fit used (rmin <= r <= rmax)
+    model: object             # the fitted astropy model, A f(r) + G
+    offset: float             # G: the sky
+    offset_error: float       # its one-sigma uncertainty from the fit
+    chi2: float               # reduced chi-square of the fit
+    profile: str              # 'exponential', 'moffat' or 'gaussian'
+    rmin: float
+    rmax: float
+
+
+def radial_sky(data, center, *, rmax, mask=None, rmin=0.0, axis_ratio=1.0, theta_deg=0.0,
+               profile="exponential", width=2.0, min_pixels=20):
+    """The sky as the constant of a radial-profile fit around an object.
+
+    The median of the usable pixels in elliptical rings around ``center`` gives the
+    object's profile; ``A f(r) + G`` is fitted to the rings between ``rmin`` and
+    ``rmax``, weighted by each median's uncertainty, and ``G`` is the sky: what is
+    left where the object has faded away. This is the observatory pipeline's method
+    (a constant sky over the subframe), and the only one here that does not take a
+    galaxy's faint outskirts for sky when the galaxy fills the frame.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The frame, e.g. in electrons.
+    center : (float, float)
+        Pixel (x, y) of the object's centre, 0-based.
+    rmax : float
+        Outermost semi-major axis used, pixels.
+    mask : bool array, optional
+        Pixels to leave out: bad pixels and other objects (stars) on the rings.
+    rmin : float
+        Innermost semi-major axis fitted, pixels: leave out a core that ``f`` does not
+        describe (a galaxy's bulge, the inner spiral arms).
+    axis_ratio, theta_deg : float
+        Shape of the rings (see `elliptical_radius`); for an inclined disc, its
+        axis ratio and orientation make the profile a clean exponential.
+    profile : {'exponential', 'moffat', 'gaussian'}
+        ``f(r)``: ``exp(-r/h)`` suits a galaxy's disc; a Moffat or a Gaussian suits a
+        star.
+    width : float
+        Width of a ring, pixels.
+    min_pixels : int
+        Rings with fewer usable pixels are left out.
+
+    Returns
+    -------
+    offset : float
+        ``G``, the sky, in the unit of ``data``.
+    info : `RadialProfile`
+        The profile, the fitted model, the uncertainty of ``G`` and the fit's
+        reduced chi-square.
+
+    Raises
+    ------
+    ReduxError
+        When fewer than 5 rings between ``rmin`` and ``rmax`` have data.
+    """
+    from astropy.modeling import fitting, models
+
+    if profile not in PROFILES:
+        msg = f"profile must be one of {PROFILES}, got {profile!r}"
+        raise ValueError(msg)
+    data, bad = _as_image(data, mask)
+    if not rmax > rmin:
+        msg = f"rmax ({rmax}) must be larger than rmin ({rmin})"
+        raise ValueError(msg)
+    r = elliptical_radius(data.shape, center, axis_ratio=axis_ratio, theta_deg=theta_deg)
+    use = ~bad & (r <= rmax)
+    ring = np.floor(r[use] / width).astype(int)
+    values, radii = data[use], r[use]
+    order = np.argsort(ring, kind="stable")
+    ring, values, radii = ring[order], values[order], radii[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(ring) > 0])
+    rows = []
+    for part_v, part_r in zip(np.split(values, starts[1:]), np.split(radii, starts[1:]),
+                              strict=True):
+        if part_v.size < min_pixels:
+            continue
+        scatter = mad_std(part_v)
+        rows.append((part_r.mean(), np.median(part_v), 1.2533 * scatter / np.sqrt(part_v.size),
+                     part_v.size))
+    rows = np.array(rows, dtype=float).reshape(-1, 4)
+    rad, med, err, npix = rows.T
+    fitted = rad >= rmin
+    if fitted.sum() < 5:
+        msg = (f"only {int(fitted.sum())} rings with at least {min_pixels} usable pixels "
+               f"between rmin={rmin:g} and rmax={rmax:g} pixels around ({center[0]:.0f}, "
+               f"{center[1]:.0f}); at least 5 are needed: lower rmin, raise rmax, or check "
+               "that the centre is on the frame and not in a masked region")
+        raise ReduxError(msg)
+    err = np.where(err > 0, err, np.nanmax(err[err > 0]) if np.any(err > 0) else 1.0)
+    x, y, w = rad[fitted], med[fitted], 1.0 / err[fitted]
+    g0 = float(np.median(y[-3:]))
+    a0 = max(float(y[0] - g0), float(np.max(err)))
+    scale0 = max((x[-1] - x[0]) / 4.0, width)
+    if profile == "exponential":
+        f = models.Exponential1D(amplitude=a0 * np.exp(x[0] / scale0), tau=-scale0)
+        f.tau.bounds = (-1e6, -0.1)
+    elif profile == "moffat":
+        f = models.Moffat1D(amplitude=a0, x_0=0.0, gamma=scale0, alpha=1.5)
+        f.x_0.fixed = True
+    else:
+        f = models.Gaussian1D(amplitude=a0, mean=0.0, stddev=scale0)
+        f.mean.fixed = True
+    start = f + models.Const1D(amplitude=g0)
+    fitter = fitting.TRFLSQFitter(calc_uncertainties=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyUserWarning)
+        fit = fitter(start, x, y, weights=w, maxiter=5000)
+    for c in caught:
+        log.warning("radial profile fit: %s", c.message)
+    resid = (fit(x) - y) * w
+    dof = max(int(fitted.sum()) - len([p for p in fit.param_names if not fit.fixed[p]]), 1)
+    chi2 = float(np.sum(resid ** 2) / dof)
+    g = float(fit.amplitude_1.value)
+    cov = fit.cov_matrix.cov_matrix if fit.cov_matrix is not None else None
+    free = [p for p in fit.param_names if not fit.fixed[p]]
+    g_err = (float(np.sqrt(cov[free.index("amplitude_1"), free.index("amplitude_1")]))
+             if cov is not None else float("nan"))
+    g_err *= np.sqrt(max(chi2, 1.0))             # a poor fit is less certain than its weights say
+    info = RadialProfile(radius=rad, median=med, error=err, npix=npix.astype(int),
+                         fitted=fitted, model=fit, offset=g, offset_error=g_err, chi2=chi2,
+                         profile=profile, rmin=float(rmin), rmax=float(rmax))
+    return g, info

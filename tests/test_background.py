@@ -1,0 +1,213 @@
+"""Sky models on frames whose sky is known: synthetic arrays and the small demo."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from redux_helpers import background
+from redux_helpers.demo import _gauss_stamps
+from redux_helpers.errors import ReduxError
+
+SHAPE = (200, 240)
+READ_NOISE = 9.0
+
+
+def _noisy(expected, seed):
+    rng = np.random.default_rng(seed)
+    return rng.poisson(expected).astype(float) + rng.normal(0.0, READ_NOISE, expected.shape)
+
+
+@pytest.fixture(scope="module")
+def field():
+    """A tilted sky, a compact galaxy and stars, with Poisson and read noise."""
+    rng = np.random.default_rng(3)
+    ny, nx = SHAPE
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    sky = 2000.0 + 0.8 * (xx - nx / 2) - 0.5 * (yy - ny / 2)   # e-: a gradient of ~300 e-
+    objects = np.zeros(SHAPE)
+    gx, gy = 120.0, 100.0
+    objects += 3000.0 * np.exp(-np.hypot(xx - gx, yy - gy) / 6.0)   # a small galaxy
+    sx, sy = rng.uniform(5, nx - 5, 40), rng.uniform(5, ny - 5, 40)
+    _gauss_stamps(objects, sx, sy, rng.uniform(2e3, 2e5, 40), 1.5)
+    data = _noisy(sky + objects, 4)
+    sigma = np.sqrt(sky + READ_NOISE ** 2)
+    far = np.hypot(xx - gx, yy - gy) > 60
+    quiet = far & (objects < 0.3 * sigma)              # sky pixels: far from every object
+    return data, sky, objects, sigma, quiet
+
+
+def test_box_model_leaves_zero_mean_sky(field):
+    data, sky, objects, sigma, quiet = field
+    src = background.source_mask(data, nsigma=2.0, npixels=10, dilate=5)
+    model, rms = background.sky_model(data, mask=src, method="box", box_size=40)
+    z = (data - model - objects) / sigma
+    assert abs(np.mean(z[quiet])) < 0.1
+    # without the median filter over boxes (which flattens a gradient at the edges) the
+    # gradient is followed to a small fraction of sigma half a box from the edges
+    model, _ = background.sky_model(data, mask=src, method="box", box_size=40, filter_size=1)
+    inner = (slice(20, -20), slice(20, -20))
+    assert np.max(np.abs(model - sky)[inner] / sigma[inner]) < 0.3
+    assert rms.shape == SHAPE and abs(np.median(rms) / np.median(sigma) - 1) < 0.1
+
+
+def test_the_source_mask_is_what_makes_the_sky_right(field):
+    data, sky, objects, sigma, quiet = field
+    model, _ = background.sky_model(data, method="constant", sigma=10.0)   # nothing masked
+    masked, _ = background.sky_model(
+        data, mask=background.source_mask(data, dilate=5), method="constant", sigma=10.0)
+    centre = float(np.median(sky))
+    assert (model[0, 0] - centre) / np.median(sigma) > 0.1            # objects pull it up
+    assert abs(masked[0, 0] - centre) / np.median(sigma) < 0.05
+
+
+def test_plane_recovers_the_gradient(field):
+    data, sky, objects, sigma, quiet = field
+    src = background.source_mask(data, dilate=5)
+    model, rms = background.sky_model(data, mask=src, method="plane")
+    assert np.max(np.abs(model - sky)) < 0.1 * np.median(sigma)
+    assert isinstance(rms, float) and abs(rms / np.median(sigma) - 1) < 0.05
+
+
+def test_source_mask_covers_stars_and_grows_by_dilate():
+    rng = np.random.default_rng(0)
+    img = rng.normal(0.0, 1.0, (80, 80))
+    img[38:43, 38:43] += 200.0                       # a 5x5 block at 200 sigma
+    for dilate in (0, 3, 6):
+        m = background.source_mask(img, smooth_fwhm=0, dilate=dilate)
+        width = int(m[40].sum())
+        assert abs(width - (5 + 2 * dilate)) <= 1, (dilate, width)
+        assert m.sum() < (5 + 2 * dilate + 2) ** 2
+    # the source that covers except_at is left out; the others stay
+    img[10:13, 60:63] += 200.0
+    m = background.source_mask(img, smooth_fwhm=0, dilate=0, except_at=(40, 40))
+    assert not m[40, 40] and m[11, 61]
+
+
+def test_no_sources_gives_an_empty_mask():
+    img = np.random.default_rng(2).normal(100.0, 1.0, (50, 50))
+    assert not background.source_mask(img, nsigma=6.0).any()
+
+
+def test_nan_region_is_filled_and_input_untouched(field):
+    data, sky, objects, sigma, quiet = field
+    holed = data.copy()
+    holed[20:120, 30:110] = np.nan                  # a quarter of the frame without data
+    before = holed.copy()
+    src = background.source_mask(holed, dilate=5)
+    model, _ = background.sky_model(holed, mask=src, method="box", box_size=40)
+    assert np.all(np.isfinite(model))
+    assert np.max(np.abs(model - sky)[20:120, 30:110]) < 0.5 * np.median(sigma)
+    assert np.array_equal(before, holed, equal_nan=True)
+
+
+def test_all_nan_frame_is_a_clear_error():
+    data = np.full((64, 64), np.nan)
+    with pytest.raises(ReduxError, match="no usable pixel"):
+        background.sky_model(data)
+    with pytest.raises(ReduxError, match="no usable pixel"):
+        background.source_mask(data)
+
+
+def test_too_little_sky_names_what_to_change():
+    data = np.random.default_rng(1).normal(100.0, 3.0, (64, 64))
+    mask = np.ones(data.shape, bool)
+    mask[:5, :5] = False                            # 25 sky pixels of 4096
+    with pytest.raises(ReduxError, match="nsigma.*dilate"):
+        background.sky_model(data, mask=mask, method="box")
+
+
+def test_every_box_masked_names_box_size():
+    data = np.random.default_rng(1).normal(100.0, 3.0, (128, 128))
+    mask = np.zeros(data.shape, bool)
+    mask[::2, :] = True                             # every box 50 % masked, with a 10 % limit
+    with pytest.raises(ReduxError, match="box_size.*method"):
+        background.sky_model(data, mask=mask, method="box", box_size=32, exclude_percentile=10)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="sky method"):
+        background.sky_model(np.ones((10, 10)), method="spline")
+
+
+def _disc_frame(seed=5, sky_level=4500.0):
+    """An inclined exponential disc that fills the frame, on a constant sky."""
+    ny, nx = 256, 256
+    r = background.elliptical_radius((ny, nx), (130.0, 125.0), axis_ratio=0.6, theta_deg=30.0)
+    disc = 18000.0 * np.exp(-r / 21.0)
+    rng = np.random.default_rng(seed)
+    stars = np.zeros((ny, nx))
+    _gauss_stamps(stars, rng.uniform(5, nx - 5, 30), rng.uniform(5, ny - 5, 30),
+                  rng.uniform(5e3, 2e5, 30), 1.4)
+    data = _noisy(sky_level + disc + stars, seed)
+    return data, disc, sky_level, np.sqrt(sky_level + READ_NOISE ** 2)
+
+
+def test_radial_sky_sees_under_a_galaxy_that_fills_the_frame():
+    data, disc, sky_level, sigma = _disc_frame()
+    others = background.source_mask(data, dilate=3, except_at=(130, 125))
+    g, info = background.radial_sky(data, (130.0, 125.0), rmax=400, rmin=64, mask=others,
+                                    axis_ratio=0.6, theta_deg=30.0)
+    assert abs(g - sky_level) < 0.05 * sigma
+    assert abs(-info.model.tau_0.value - 21.0) < 1.5       # the disc's scale length
+    assert 0.5 < info.chi2 < 2.0 and 0 < info.offset_error < 0.05 * sigma
+    assert info.fitted.sum() >= 5 and np.all(info.radius[info.fitted] >= 64)
+    # a masked-sky estimate takes the disc's faint outskirts for sky
+    masked, _ = background.sky_model(data, mask=background.source_mask(data, dilate=5),
+                                     method="constant")
+    assert (masked[0, 0] - sky_level) / sigma > 0.1
+
+
+def test_radial_sky_too_few_rings_is_a_clear_error():
+    data, *_ = _disc_frame()
+    with pytest.raises(ReduxError, match="rings"):
+        background.radial_sky(data, (130.0, 125.0), rmax=20, rmin=12)
+
+
+def test_galaxy_geometry_from_a_north_up_wcs():
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [245.45, -2.28]
+    w.wcs.crpix = [101.0, 51.0]
+    w.wcs.cd = np.array([[-0.4, 0.0], [0.0, 0.4]]) / 3600
+    geo = background.galaxy_geometry(w, ra=245.45, dec=-2.28, pa_deg=58.0, inclination_deg=55.0)
+    assert geo["x"] == pytest.approx(100.0) and geo["y"] == pytest.approx(50.0)
+    assert geo["theta_deg"] == pytest.approx(148.0, abs=0.1)   # PA from north, through east
+    assert geo["axis_ratio"] == pytest.approx(np.cos(np.deg2rad(55.0)))
+    assert background.galaxy_geometry(w, ra=245.45, dec=-2.28)["axis_ratio"] == 1.0
+
+
+def test_demo_frame_radial_sky_against_truth(small_demo):
+    """A demo light frame (sky + objects, noise): G within 0.1 sigma of the true sky."""
+    root, truth = small_demo
+    stem = "ngc_demo_R_002"                                   # a dithered frame
+    t = truth["frames"][f"{stem}.fits"]["exptime"]
+    sky_level = truth["sky_rate"]["R"] * t
+    data = _noisy(truth.frame_rate(stem) * t, 11)
+    sigma = np.sqrt(sky_level + READ_NOISE ** 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(fits.getheader(root / "raw" / f"{stem}.fits")).celestial
+    gal = truth["galaxy"]
+    geo = background.galaxy_geometry(wcs, ra=gal["ra"], dec=gal["dec"], pa_deg=gal["pa_deg"],
+                                     inclination_deg=gal["inclination_deg"])
+    centre = (geo["x"], geo["y"])
+    others = background.source_mask(data, dilate=5, except_at=centre)
+    g, _ = background.radial_sky(data, centre, rmax=500, rmin=64, mask=others,
+                                 axis_ratio=geo["axis_ratio"], theta_deg=geo["theta_deg"])
+    assert abs(g - sky_level) / sigma < 0.1
+    src = background.source_mask(data, dilate=5)
+    box, _ = background.sky_model(data, mask=src, method="box", box_size=64)
+    assert (np.median(box) - sky_level) / sigma > 0.1        # why 05 fits the profile
+
+
+def test_find_galaxy_centre_and_not_in_a_star_field(field):
+    data, *_ = _disc_frame()
+    found = background.find_galaxy(data)
+    assert found is not None and found["fraction"] > 0.1
+    assert np.hypot(found["x"] - 130.0, found["y"] - 125.0) < 0.5
+    stars_only, sky, objects, *_ = field
+    far_from_galaxy = stars_only[:, :60]                      # stars on a sky, no galaxy
+    assert background.find_galaxy(far_from_galaxy) is None
