@@ -285,7 +285,12 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
         data = electrons
     if crmask is not None:
         mask = masks.flag(mask, crmask, "COSMIC")
-    cols = [c - 1 for c in bad_columns or () if 1 <= c <= mask.shape[1]]
+    off = [c for c in bad_columns or () if not 1 <= c <= mask.shape[1]]
+    if off:
+        msg = (f"bad_columns {off} are off the chip ({mask.shape[1]} columns after trimming): "
+               "numbers are 1-based columns of the trimmed image; fix them in the manifest")
+        raise FrameError(msg)
+    cols = [c - 1 for c in bad_columns or ()]
     if cols:
         mask[:, cols] |= np.uint16(masks.bit("BADCOL"))
     unc = np.sqrt(var)

@@ -57,6 +57,7 @@ TARGET_KEYS: dict[str, dict[str, Any]] = {
                          "help": "file name (or '*') -> {KEYWORD: value}"},
     "standard_pattern": {"type": str, "help": "regular expression on OBJECT for standard fields"},
     "bad_columns": {"type": list, "items": int, "help": "1-based columns of the trimmed image"},
+    "bad_rows": {"type": list, "items": int, "help": "1-based rows of the trimmed image"},
     "galaxy": {"type": dict,
                "keys": {"ra": NUMBER, "dec": NUMBER, "pa_deg": NUMBER,
                         "inclination_deg": NUMBER, "distance_mpc": NUMBER},

@@ -60,11 +60,13 @@ def test_saturation_and_cosmics_are_flagged():
     cr = np.zeros((30, 20), bool)
     cr[7, 7] = True
     _, _, mask = calibrate_frame(raw, h, Masters(), gain=1.0, read_noise=3.0, saturate=65535,
-                                 crmask=cr, bad_columns=[3, 500])
+                                 crmask=cr, bad_columns=[3])
     assert masks.names(int(mask[5, 5])) == ["SATURATED"]
     assert masks.names(int(mask[7, 7])) == ["COSMIC"]
     assert masks.names(int(mask[0, 2])) == ["BADCOL"]      # column 3 counted from 1
     assert (mask > 0).sum() == 2 + 30
+    with pytest.raises(FrameError, match=r"bad_columns \[500\] are off the chip"):
+        calibrate_frame(raw, h, Masters(), gain=1.0, read_noise=3.0, bad_columns=[3, 500])
 
 
 def test_missing_exposure_and_gain_are_clear():
