@@ -158,6 +158,12 @@ class FrameReader:
     def close(self):
         self._hdul.close()
 
+    def reopen(self):
+        """Open the file again with a handle of its own (for a worker process, which
+        must not share a file position with its parent)."""
+        self._hdul = open_fits(self.path)
+        self.hdu = self._hdul[image_hdu_index(self._hdul)]
+
     def __enter__(self):
         return self
 

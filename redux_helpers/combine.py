@@ -14,6 +14,8 @@ median absolute deviation (MAD × 1.4826), the same rule as
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import bottleneck as bn
@@ -77,29 +79,39 @@ def clip_and_combine(stack, *, method="median", sigma=3.0, maxiters=5):
         msg = f"method must be 'median' or 'mean', got {method!r}"
         raise ValueError(msg)
     flat = stack.reshape(-1, stack.shape[-1])
+    k = flat.shape[1]
     med = _median_rows(flat)
+    dev = np.abs(flat - med[:, None])
     # the spread of each pixel's values before any clipping, robustly: the standard
     # deviation of the survivors would be too small, a clip trims good values too
-    k = flat.shape[1]
+    mad = _median_rows(dev) * np.float32(MAD_TO_SIGMA)
     small = _MAD_SMALL.get(k, k / (k - 0.8))   # MAD's small-sample bias
-    spread = _median_rows(np.abs(flat - med[:, None])) * np.float32(MAD_TO_SIGMA * small)
-    active = np.arange(flat.shape[0])
-    for i in range(maxiters if sigma else 0):
-        sub = flat[active]
-        dev = np.abs(sub - med[active][:, None])
-        mad = (spread[active] / np.float32(small) if i == 0
-               else _median_rows(dev) * np.float32(MAD_TO_SIGMA))
+    spread = mad * np.float32(small)
+    if sigma and maxiters:
+        # first pass over every pixel, in place; later passes only where values went
         with np.errstate(invalid="ignore"):
             bad = dev > (np.float32(sigma) * mad)[:, None]
         bad &= (mad > 0)[:, None]
-        rows = bad.any(axis=1)
-        if not rows.any():
-            break
-        sub[bad] = np.nan
+        active = np.flatnonzero(bad.any(axis=1))
+        sub = flat[active]
+        sub[bad[active]] = np.nan
         flat[active] = sub
-        active = active[rows]
-        med[active] = _median_rows(flat[active])
-    n = (~np.isnan(flat)).sum(axis=1)
+        med[active] = _median_rows(sub)
+        del dev, bad
+        for _ in range(maxiters - 1):
+            if not active.size:
+                break
+            sub = flat[active]
+            d = np.abs(sub - med[active][:, None])
+            m = _median_rows(d) * np.float32(MAD_TO_SIGMA)
+            with np.errstate(invalid="ignore"):
+                b = (d > (np.float32(sigma) * m)[:, None]) & (m > 0)[:, None]
+            rows = b.any(axis=1)
+            sub[b] = np.nan
+            flat[active] = sub
+            active = active[rows]
+            med[active] = _median_rows(flat[active])
+    n = k - np.count_nonzero(np.isnan(flat), axis=1)
     if method == "median":
         comb = med
     else:
@@ -127,9 +139,13 @@ def _median_rows(x):
     if np.isnan(x).any():
         return bn.nanmedian(x, axis=1)
     k = x.shape[1]
-    lo, hi = (k - 1) // 2, k // 2
-    part = np.partition(x, [lo, hi] if lo != hi else lo, axis=1)
-    return ((part[:, lo] + part[:, hi]) * np.float32(0.5)).astype(np.float32)
+    hi = k // 2
+    part = np.partition(x, hi, axis=1)
+    if k % 2:
+        return part[:, hi].astype(np.float32)
+    # even count: the lower middle value is the largest of the lower half (one
+    # partition and a max are cheaper than a partition on two positions)
+    return ((part[:, hi] + part[:, :hi].max(axis=1)) * np.float32(0.5)).astype(np.float32)
 
 
 def band_rows(n_frames, width, *, mem_mb=64.0):
@@ -139,7 +155,7 @@ def band_rows(n_frames, width, *, mem_mb=64.0):
 
 
 def combine_readers(readers, *, method="median", sigma=3.0, maxiters=5, min_frames=3,
-                    mem_mb=64.0, progress=None):
+                    mem_mb=64.0, progress=None, workers=1):
     """Combine frames given as band readers (see `redux_helpers.calibrate.FrameReader`).
 
     Parameters
@@ -153,6 +169,9 @@ def combine_readers(readers, *, method="median", sigma=3.0, maxiters=5, min_fram
         Memory budget for one band of all frames, in MB.
     progress : callable, optional
         Called with the number of rows done after each band (e.g. a tqdm ``update``).
+    workers : int
+        Bands are combined in this many processes (each reads its own bands, so every
+        file is still read once); 2 uses both cores of a 2-core machine.
 
     Returns
     -------
@@ -179,18 +198,43 @@ def combine_readers(readers, *, method="median", sigma=3.0, maxiters=5, min_fram
     data = np.empty((ny, nx), np.float32)
     unc = np.empty((ny, nx), np.float32)
     used = np.empty((ny, nx), np.int16)
-    buf = np.empty((step, nx, n), np.float32)
-    for y0 in range(0, ny, step):
-        y1 = min(y0 + step, ny)
-        b = buf[: y1 - y0]
-        for i, r in enumerate(readers):
-            b[:, :, i] = r.band(y0, y1)
-        data[y0:y1], unc[y0:y1], used[y0:y1] = clip_and_combine(
-            b, method=method, sigma=sigma, maxiters=maxiters)
-        if progress:
-            progress(y1 - y0)
+    options = {"method": method, "sigma": sigma, "maxiters": maxiters}
+    bands = [(y0, min(y0 + step, ny)) for y0 in range(0, ny, step)]
+    if workers > 1 and len(bands) > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start,
+                                 initargs=(readers, options)) as pool:
+            for y0, y1, d, u, k in pool.map(_worker_band, bands):
+                data[y0:y1], unc[y0:y1], used[y0:y1] = d, u, k
+                if progress:
+                    progress(y1 - y0)
+    else:
+        for y0, y1 in bands:
+            _, _, data[y0:y1], unc[y0:y1], used[y0:y1] = _band(readers, y0, y1, options)
+            if progress:
+                progress(y1 - y0)
     log.info("combined %d frames of %dx%d in bands of %d rows", n, nx, ny, step)
     return Combined(data=data, uncertainty=unc, n_used=used, n_frames=n)
+
+
+def _band(readers, y0, y1, options):
+    b = np.empty((y1 - y0, readers[0].shape[1], len(readers)), np.float32)
+    for i, r in enumerate(readers):
+        b[:, :, i] = r.band(y0, y1)
+    return (y0, y1, *clip_and_combine(b, **options))
+
+
+_WORKER = {}
+
+
+def _worker_start(readers, options):
+    for r in readers:
+        r.reopen()          # a forked worker must not share its parent's file positions
+    _WORKER.update(readers=readers, options=options)
+
+
+def _worker_band(band):
+    return _band(_WORKER["readers"], *band, _WORKER["options"])
 
 
 def central_level(reader, *, fraction=0.5, row_step=4):
