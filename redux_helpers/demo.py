@@ -405,6 +405,23 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
             write(f"flat_{f}_{i + 1:03d}.fits", night.readout(e),
                   _header(cfg, "FLAT", f"dome flat {f}", FLAT_EXPTIME, filt=f),
                   kind="flat", filter=f, level_e=level_e)
+    def observe(name, f, kind, *, offset, rot, airmass, fwhm, t, science, ref_wcs, obj):
+        """One exposure of the sky through filter f: raw frame, noiseless rate, CR mask."""
+        rate = night.scene(f, offset=offset, rotation_deg=rot, seeing_fwhm=fwhm,
+                           airmass=airmass, science=science) + SKY_RATE[f]
+        e = night.expose(rate, t, flat=night.flats[f])
+        cr = night.cosmic_rays(t)
+        wcs = _frame_wcs(ref_wcs, night.shape, offset, rot)
+        raw = night.readout(e + cr)
+        temp = CCD_TEMP + night.rng.normal(0, 0.2) if science else CCD_TEMP
+        write(name, raw, _header(cfg, "LIGHT", obj, t, filt=f, airmass=airmass, wcs=wcs,
+                                 temp=temp),
+              kind=kind, filter=f, offset=list(offset), rotation_deg=rot, airmass=airmass,
+              fwhm=fwhm, exptime=t)
+        stem = name.removesuffix(".fits")
+        _write_image(truth / "frames" / f"{stem}_rate.fits", rate, "electron/s")
+        _write_image(truth / "frames" / f"{stem}_crmask.fits", (cr > 0).astype(np.uint8), "")
+
     # science frames: dithers with non-integer offsets; the last may be rotated
     amp = max(8.0, 20.0 * night.scale)
     for f in FILTERS:
@@ -412,40 +429,16 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
             offset = (0.0, 0.0) if i == 0 else tuple(night.rng.uniform(-amp, amp, 2))
             rot = cfg.rotation_deg if (i == cfg.n_light - 1 and i > 0) else 0.0
             airmass = night.rng.uniform(1.15, 1.45)
-            fwhm = night.rng.uniform(2.9, 3.6)
-            t = EXPTIME[f]
-            rate = night.scene(f, offset=offset, rotation_deg=rot, seeing_fwhm=fwhm,
-                               airmass=airmass) + SKY_RATE[f]
-            e = night.expose(rate, t, flat=night.flats[f])
-            cr = night.cosmic_rays(t)
-            wcs = _frame_wcs(night.ref_wcs, night.shape, offset, rot)
-            name = f"ngc_demo_{f}_{i + 1:03d}.fits"
-            write(name, night.readout(e + cr),
-                  _header(cfg, "LIGHT", "NGC DEMO", t, filt=f, airmass=airmass,
-                          wcs=wcs, temp=CCD_TEMP + night.rng.normal(0, 0.2)),
-                  kind="light", filter=f, offset=list(offset), rotation_deg=rot,
-                  airmass=airmass, fwhm=fwhm, exptime=t)
-            stem = name.removesuffix(".fits")
-            _write_image(truth / "frames" / f"{stem}_rate.fits", rate, "electron/s")
-            _write_image(truth / "frames" / f"{stem}_crmask.fits", (cr > 0).astype(np.uint8), "")
+            observe(f"ngc_demo_{f}_{i + 1:03d}.fits", f, "light", offset=offset, rot=rot,
+                    airmass=airmass, fwhm=night.rng.uniform(2.9, 3.6), t=EXPTIME[f],
+                    science=True, ref_wcs=night.ref_wcs, obj="NGC DEMO")
+    # standard stars at three airmasses per filter
     for f in FILTERS:
         for j, airmass in enumerate(STD_AIRMASSES):
             offset = tuple(night.rng.uniform(-5, 5, 2))
-            fwhm = night.rng.uniform(2.9, 3.6)
-            t = STD_EXPTIME[f]
-            rate = night.scene(f, offset=offset, seeing_fwhm=fwhm, airmass=airmass,
-                               science=False) + SKY_RATE[f]
-            e = night.expose(rate, t, flat=night.flats[f])
-            cr = night.cosmic_rays(t)
-            wcs = _frame_wcs(night.std_wcs, night.shape, offset, 0.0)
-            name = f"std_SA98_{f}_{j + 1:03d}.fits"
-            write(name, night.readout(e + cr),
-                  _header(cfg, "LIGHT", "SA 98 standard", t, filt=f, airmass=airmass,
-                          wcs=wcs), kind="standard", filter=f, offset=list(offset),
-                  airmass=airmass, fwhm=fwhm, exptime=t)
-            stem = name.removesuffix(".fits")
-            _write_image(truth / "frames" / f"{stem}_rate.fits", rate, "electron/s")
-            _write_image(truth / "frames" / f"{stem}_crmask.fits", (cr > 0).astype(np.uint8), "")
+            observe(f"std_SA98_{f}_{j + 1:03d}.fits", f, "standard", offset=offset, rot=0.0,
+                    airmass=airmass, fwhm=night.rng.uniform(2.9, 3.6), t=STD_EXPTIME[f],
+                    science=False, ref_wcs=night.std_wcs, obj="SA 98 standard")
 
     _write_image(truth / "bias_pattern.fits", night.bias_pattern, "adu")
     _write_image(truth / "dark_current.fits", night.dark_current, "electron/s")
