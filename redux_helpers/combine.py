@@ -18,7 +18,6 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-import bottleneck as bn
 import numpy as np
 
 from .errors import FrameError
@@ -48,11 +47,15 @@ class Combined:
 def clip_and_combine(stack, *, method="median", sigma=3.0, maxiters=5):
     """Sigma-clip a stack of values along its last axis and combine what survives.
 
+    Each pixel's values are sorted once; a clip then only moves the first and last of
+    the values kept (what a clip rejects is always at the extremes), so a median is an
+    index and only the absolute deviations need sorting again.
+
     Parameters
     ----------
     stack : array (..., N)
         N values for every pixel, float32; NaN marks values already excluded.
-        It is modified in place (rejected values set to NaN).
+        It is not modified.
     method : {'median', 'mean'}
         How the surviving values of each pixel are combined.
     sigma : float
@@ -60,6 +63,7 @@ def clip_and_combine(stack, *, method="median", sigma=3.0, maxiters=5):
         ``0`` or ``None`` turns rejection off.
     maxiters : int
         Clip at most this many times (stops earlier when nothing more is rejected).
+        A value once rejected stays rejected.
 
     Returns
     -------
@@ -78,74 +82,66 @@ def clip_and_combine(stack, *, method="median", sigma=3.0, maxiters=5):
     if method not in ("median", "mean"):
         msg = f"method must be 'median' or 'mean', got {method!r}"
         raise ValueError(msg)
-    flat = stack.reshape(-1, stack.shape[-1])
-    k = flat.shape[1]
-    med = _median_rows(flat)
-    dev = np.abs(flat - med[:, None])
+    shape, k = stack.shape[:-1], stack.shape[-1]
+    x = np.sort(np.asarray(stack, np.float32).reshape(-1, k), axis=1)   # NaN go last
+    lo = np.zeros(x.shape[0], np.intp)
+    hi = k - np.count_nonzero(np.isnan(x), axis=1)
+    med, mad = _median_mad(x, lo, hi)
     # the spread of each pixel's values before any clipping, robustly: the standard
     # deviation of the survivors would be too small, a clip trims good values too
-    mad = _median_rows(dev) * np.float32(MAD_TO_SIGMA)
-    small = _MAD_SMALL.get(k, k / (k - 0.8))   # MAD's small-sample bias
-    spread = mad * np.float32(small)
-    if sigma and maxiters:
-        # first pass over every pixel, in place; later passes only where values went
+    spread = mad * np.float32(_MAD_SMALL.get(k, k / (k - 0.8)))
+    rows, m, d = np.arange(x.shape[0]), med, mad
+    for _ in range(maxiters if sigma else 0):
+        xs = x if rows.size == x.shape[0] else x[rows]
+        width = np.float32(sigma) * d
         with np.errstate(invalid="ignore"):
-            bad = dev > (np.float32(sigma) * mad)[:, None]
-        bad &= (mad > 0)[:, None]
-        active = np.flatnonzero(bad.any(axis=1))
-        sub = flat[active]
-        sub[bad[active]] = np.nan
-        flat[active] = sub
-        med[active] = _median_rows(sub)
-        del dev, bad
-        for _ in range(maxiters - 1):
-            if not active.size:
-                break
-            sub = flat[active]
-            d = np.abs(sub - med[active][:, None])
-            m = _median_rows(d) * np.float32(MAD_TO_SIGMA)
-            with np.errstate(invalid="ignore"):
-                b = (d > (np.float32(sigma) * m)[:, None]) & (m > 0)[:, None]
-            rows = b.any(axis=1)
-            sub[b] = np.nan
-            flat[active] = sub
-            active = active[rows]
-            med[active] = _median_rows(flat[active])
-    n = k - np.count_nonzero(np.isnan(flat), axis=1)
+            new_lo = np.maximum(lo[rows], np.count_nonzero(xs < (m - width)[:, None], axis=1))
+            new_hi = np.minimum(hi[rows], np.count_nonzero(xs <= (m + width)[:, None], axis=1))
+        moved = ((new_lo != lo[rows]) | (new_hi != hi[rows])) & (d > 0)
+        if not moved.any():
+            break
+        rows = rows[moved]
+        lo[rows], hi[rows] = new_lo[moved], new_hi[moved]
+        m, d = _median_mad(x[rows], lo[rows], hi[rows])
+        med[rows] = m
+    n = hi - lo
     if method == "median":
         comb = med
     else:
-        comb = bn.nanmean(flat, axis=1)
+        idx = np.arange(k)
+        keep = (idx >= lo[:, None]) & (idx < hi[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            comb = (np.where(keep, x, 0).sum(axis=1, dtype=np.float64) / n).astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.where(n > 1, spread / np.sqrt(n), np.nan).astype(np.float32)
     if method == "median":
         err *= np.float32(MEDIAN_EFFICIENCY)
-    shape = stack.shape[:-1]
-    return comb.reshape(shape), err.astype(np.float32).reshape(shape), n.reshape(shape)
+    return comb.reshape(shape), err.reshape(shape), n.reshape(shape)
+
+
+def _median_mad(x, lo, hi):
+    """Median and MAD-based sigma of each row's values x[lo:hi] (rows sorted)."""
+    r = np.arange(x.shape[0])
+    m = hi - lo
+    i1 = np.clip(lo + (m - 1) // 2, 0, x.shape[1] - 1)
+    i2 = np.clip(lo + m // 2, 0, x.shape[1] - 1)
+    med = (x[r, i1] + x[r, i2]) * np.float32(0.5)
+    idx = np.arange(x.shape[1])
+    outside = (idx < lo[:, None]) | (idx >= hi[:, None])
+    dev = np.abs(x - med[:, None])
+    dev[outside] = np.inf
+    dev.sort(axis=1)
+    j1 = np.clip((m - 1) // 2, 0, x.shape[1] - 1)
+    j2 = np.clip(m // 2, 0, x.shape[1] - 1)
+    mad = (dev[r, j1] + dev[r, j2]) * np.float32(0.5 * MAD_TO_SIGMA)
+    empty = m <= 0
+    med[empty] = np.nan
+    mad[empty] = np.nan
+    return med.astype(np.float32), mad.astype(np.float32)
 
 
 #: Small-sample correction of the MAD as an estimate of sigma (Croux & Rousseeuw 1992).
 _MAD_SMALL = {2: 1.196, 3: 1.495, 4: 1.363, 5: 1.206, 6: 1.200, 7: 1.140, 8: 1.129, 9: 1.107}
-
-
-def _median_rows(x):
-    """Median of each row of a 2-D float32 array, ignoring NaN.
-
-    NaN-free input (the usual first pass) takes a partition, about twice as fast as
-    bottleneck's nanmedian for the few tens of values a pixel has.
-    """
-    if x.shape[0] == 0:
-        return np.zeros(0, np.float32)
-    if np.isnan(x).any():
-        return bn.nanmedian(x, axis=1)
-    k = x.shape[1]
-    hi = k // 2
-    part = np.partition(x, hi, axis=1)
-    if k % 2:
-        return part[:, hi].astype(np.float32)
-    # even count: the lower middle value is the largest of the lower half (one
-    # partition and a max are cheaper than a partition on two positions)
-    return ((part[:, hi] + part[:, :hi].max(axis=1)) * np.float32(0.5)).astype(np.float32)
 
 
 def band_rows(n_frames, width, *, mem_mb=64.0):
@@ -218,10 +214,15 @@ def combine_readers(readers, *, method="median", sigma=3.0, maxiters=5, min_fram
 
 
 def _band(readers, y0, y1, options):
-    b = np.empty((y1 - y0, readers[0].shape[1], len(readers)), np.float32)
+    b = np.empty((len(readers), y1 - y0, readers[0].shape[1]), np.float32)
     for i, r in enumerate(readers):
-        b[:, :, i] = r.band(y0, y1)
-    return (y0, y1, *clip_and_combine(b, **options))
+        b[i] = r.band(y0, y1)
+    # one transposed copy puts each pixel's values side by side (cheaper than
+    # writing every frame into the pixel-major layout with a stride)
+    values = np.ascontiguousarray(b.reshape(len(readers), -1).T)
+    comb, err, n = clip_and_combine(values, **options)
+    shape = b.shape[1:]
+    return y0, y1, comb.reshape(shape), err.reshape(shape), n.reshape(shape)
 
 
 _WORKER = {}
