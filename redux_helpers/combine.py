@@ -126,10 +126,11 @@ def _median_mad(x, lo, hi):
     i1 = np.clip(lo + (m - 1) // 2, 0, x.shape[1] - 1)
     i2 = np.clip(lo + m // 2, 0, x.shape[1] - 1)
     med = (x[r, i1] + x[r, i2]) * np.float32(0.5)
-    idx = np.arange(x.shape[1])
-    outside = (idx < lo[:, None]) | (idx >= hi[:, None])
-    dev = np.abs(x - med[:, None])
-    dev[outside] = np.inf
+    dev = x - med[:, None]
+    np.abs(dev, out=dev)
+    if lo.any() or np.any(hi != x.shape[1]):        # values outside the kept range
+        idx = np.arange(x.shape[1])
+        np.putmask(dev, (idx < lo[:, None]) | (idx >= hi[:, None]), np.inf)
     dev.sort(axis=1)
     j1 = np.clip((m - 1) // 2, 0, x.shape[1] - 1)
     j2 = np.clip(m // 2, 0, x.shape[1] - 1)
