@@ -13,9 +13,13 @@ of the frame to ``q`` on the reference grid — from the stars both frames see:
    matched stars, with outliers rejected, and its residual reported.
 
 When the fitted rotation and scale are indistinguishable from none, the transform is
-reported as a pure translation. A frame with too few stars falls back to the offset
-between the two frames' celestial WCS (when both have one) and then to phase
-cross-correlation of the images, which measures a pure shift to a fraction of a pixel.
+reported as a pure translation. When both frames have a celestial WCS, it gives the
+first guess and the stars refine it (`register_frame`). A frame without a usable star
+pattern (faint, trailed or crowded stars) falls back to cross-correlating the two
+frames' sources (`register_xcorr`: hot pixels, read-out banding and the sky are removed
+first, so that what stays fixed on the detector does not pull the shift to zero), which
+measures a pure shift to a small fraction of a pixel. A frame that none of these can
+place (blank, clouded, another field) raises `RegistrationError` saying why.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ class Transform:
                 "flipped": self.flipped, "n_stars": self.n_stars, "residual_px": self.residual}
 
 
-def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate=None):
+def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate=None,
+               despike=True):
     """Detect and centre point sources; return (x, y, flux) of the brightest, 0-based.
 
     Parameters
@@ -100,6 +105,12 @@ def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate
         Stars whose peak exceeds this (in ``data``'s units) are dropped. Stars touching
         a masked pixel (a saturated core, a cosmic ray, a bad column) are dropped too:
         their centres would be biased.
+    despike : bool
+        Detect on a 3 x 3 running median of the frame, in which a hot pixel or a
+        cosmic ray of one to four pixels vanishes while a star survives (centres are
+        still measured on the frame itself). On a raw frame the brightest "stars"
+        would otherwise be hot pixels, fixed on the detector, and pattern matching
+        would pair them at zero shift.
     """
     from photutils.detection import DAOStarFinder
 
@@ -107,13 +118,18 @@ def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate
     bad = ~np.isfinite(data)
     if mask is not None:
         bad |= np.asarray(mask, bool)
+    if bad.all():
+        return np.zeros(0), np.zeros(0), np.zeros(0)
     _, med, std = sigma_clipped_stats(data, mask=bad, sigma=3.0)
     if not np.isfinite(std) or std <= 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
     finder = DAOStarFinder(nsigma * std, fwhm, exclude_border=True,
                            peak_max=None if saturate is None else saturate - med)
     clean = np.where(bad, med, data) - med
-    found = finder(clean, mask=bad)
+    detect = ndimage.median_filter(clean, size=3, mode="nearest") if despike else clean
+    with warnings.catch_warnings():      # "no sources found" is an answer here
+        warnings.simplefilter("ignore")
+        found = finder(detect, mask=bad)
     if found is None or len(found) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
     near_bad = ndimage.binary_dilation(bad, iterations=max(int(round(fwhm)), 1))
@@ -251,42 +267,87 @@ def refine(transform: Transform, src_xy, ref_xy, *, radius=2.0, method=None):
     return transform_from_pairs(src_xy[keep], ref_xy[idx[keep]], parity=parity, method=name)
 
 
-def register_stars(src_xy, ref_xy, *, significance=3.0):
-    """Transform from matched star patterns (astroalign), refined with every star."""
+def register_stars(src_xy, ref_xy, *, significance=3.0, min_pairs=4, max_residual=1.0):
+    """Transform from matched star patterns (astroalign), refined with every star.
+
+    Three stars always form *some* triangle, and a triangle of noise peaks can match a
+    triangle of real stars by chance; so a match is accepted only when at least
+    ``min_pairs`` stars pair up and the fitted transform leaves them within
+    ``max_residual`` pixels (rms); otherwise `RegistrationError`.
+    """
     if len(src_xy) < 3 or len(ref_xy) < 3:
         msg = (f"too few stars to match ({len(src_xy)} in the frame, {len(ref_xy)} in the "
                "reference; need 3)")
         raise RegistrationError(msg)
     ms, mr, parity = match_stars(np.asarray(src_xy, float), np.asarray(ref_xy, float))
     first = transform_from_pairs(ms, mr, parity=parity, significance=significance)
-    return refine(first, src_xy, ref_xy)
+    found = refine(first, src_xy, ref_xy)
+    if found.n_stars < min_pairs or not found.residual <= max_residual:
+        msg = (f"too few stars to trust a match: {found.n_stars} paired with the reference "
+               f"(need {min_pairs}), residual {found.residual:.2f} px")
+        raise RegistrationError(msg)
+    return found
 
 
 def register_frame(src_xy, ref_xy, *, wcs=None, ref_wcs=None, shape=None, image=None,
-                   ref_image=None, mask=None, ref_mask=None):
+                   ref_image=None, mask=None, ref_mask=None, fwhm=3.5, trust_wcs=False):
     """Register one frame by the best method its data allow; say which and why.
 
-    In order: the celestial WCS of both frames (when both have one) refined with the
-    stars; star-pattern matching; phase cross-correlation of the images (a pure
-    shift). Raises `RegistrationError` with every method's reason when none works.
+    In order:
+
+    1. the celestial WCS of both frames (when both have one), refined with the stars
+       it pairs up (``'wcs+stars: ...'``);
+    2. star-pattern matching (``'stars: translation'`` or ``'stars: similarity'``);
+    3. cross-correlation of the frames' sources (`register_xcorr`, a pure shift),
+       when the images are given and of one size;
+    4. the WCS alone, only if ``trust_wcs``: a frame in which no star confirms the
+       WCS is usually blank (clouds, a closed dome) and is better left out.
+
+    Raises `RegistrationError` with every method's reason when none works.
+
+    Parameters
+    ----------
+    src_xy, ref_xy : (n, 2) arrays
+        Star positions (x, y, 0-based) in the frame and in the reference (`find_stars`).
+    wcs, ref_wcs : `~astropy.wcs.WCS`, optional
+        Their celestial WCS, when the headers have one.
+    shape : tuple
+        Shape of the frame (needed with a WCS).
+    image, ref_image : 2-D arrays, optional
+        The frames themselves, for the cross-correlation.
+    mask, ref_mask : bool arrays, optional
+        Pixels the cross-correlation ignores.
+    fwhm : float
+        Star size in pixels, for the cross-correlation.
+    trust_wcs : bool
+        Accept a WCS that no star confirms.
     """
     reasons = []
+    src_xy = np.asarray(src_xy, float).reshape(-1, 2)
+    ref_xy = np.asarray(ref_xy, float).reshape(-1, 2)
+    by_wcs = None
     if wcs is not None and ref_wcs is not None and wcs.has_celestial and ref_wcs.has_celestial:
-        first = register_wcs(wcs, ref_wcs, shape)
+        by_wcs = register_wcs(wcs, ref_wcs, shape)
         if len(src_xy) >= 3 and len(ref_xy) >= 3:
-            better = refine(first, src_xy, ref_xy, method="wcs+stars")
-            if better is not first:
+            better = refine(by_wcs, src_xy, ref_xy, method="wcs+stars")
+            if better is not by_wcs:
                 return better
-        reasons.append("too few stars to refine the WCS")
-        return first
+            reasons.append("the WCS puts fewer than 3 of the frame's stars on a reference "
+                           "star (a WCS off by more than 2 px?)")
     try:
         return register_stars(src_xy, ref_xy)
     except RegistrationError as exc:
         reasons.append(str(exc))
     if image is not None and ref_image is not None:
-        if image.shape == ref_image.shape:
-            return register_xcorr(image, ref_image, mask=mask, ref_mask=ref_mask)
-        reasons.append("cross-correlation needs frames of one size")
+        if np.shape(image) == np.shape(ref_image):
+            try:
+                return register_xcorr(image, ref_image, mask=mask, ref_mask=ref_mask, fwhm=fwhm)
+            except RegistrationError as exc:
+                reasons.append(str(exc))
+        else:
+            reasons.append("cross-correlation needs frames of one size")
+    if by_wcs is not None and trust_wcs:
+        return by_wcs
     msg = "; ".join(reasons)
     raise RegistrationError(msg)
 
@@ -304,24 +365,165 @@ def register_wcs(wcs, ref_wcs, shape) -> Transform:
     return Transform(matrix, offset, "wcs", 0, rms)
 
 
-def register_xcorr(image, ref_image, *, mask=None, ref_mask=None, upsample=100) -> Transform:
-    """Pure translation by phase cross-correlation, to 1/``upsample`` pixel."""
-    from skimage.filters import window
+def correlation_image(data, *, mask=None, fwhm=3.5, nsigma=2.0, box=None):
+    """The frame reduced to its sources, for cross-correlation: what moves with the sky.
+
+    Cross-correlating two raw frames matches everything they have in common, and much
+    of that is fixed on the detector, not on the sky: hot pixels, bad columns, row
+    banding from the read-out, vignetting. Those peak at zero shift and can outweigh
+    faint stars. So, in order:
+
+    1. a 3 x 3 running median removes features of one to four pixels (hot pixels,
+       cosmic rays) while a star, several pixels wide, survives;
+    2. a smooth background (medians in boxes of ``box`` pixels) is subtracted: the sky,
+       its gradients and the vignetting;
+    3. the median of each row, then of each column, over the pixels without sources
+       is subtracted: read-out banding and column offsets;
+    4. the image is smoothed with a Gaussian of ``fwhm`` (a matched filter: the noise
+       drops, stars stand out) and everything below ``nsigma`` times the smoothed
+       noise is set to zero, the rest lowered by that much.
+
+    What is left is the light of the sources alone, on zero.
+
+    Parameters
+    ----------
+    data : 2-D array
+        A frame, raw or calibrated (any units).
+    mask : bool array, optional
+        Pixels to ignore (treated as background).
+    fwhm : float
+        Approximate size of a star in pixels.
+    nsigma : float
+        Threshold above the smoothed noise.
+    box : int, optional
+        Side of the background boxes (default ``max(32, 10 * fwhm)``).
+
+    Returns
+    -------
+    2-D float array, zero where there are no sources.
+    """
+    a = np.array(data, dtype=np.float64)
+    bad = ~np.isfinite(a)
+    if mask is not None:
+        bad |= np.asarray(mask, bool)
+    if bad.all():
+        return np.zeros(a.shape)
+    level = float(np.median(a[~bad]))
+    a = ndimage.median_filter(np.where(bad, level, a), size=3, mode="nearest")
+    box = int(box or max(32, round(10 * fwhm)))
+    a -= _box_background(a, bad, box)
+    noise = MAD_TO_SIGMA * np.median(np.abs(a[~bad]))
+    src = bad | (a > 3 * noise)          # keep sources out of the row and column levels
+    with warnings.catch_warnings():      # a row or column that is all source stays as is
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a -= np.nan_to_num(np.nanmedian(np.where(src, np.nan, a), axis=1))[:, None]
+        a -= np.nan_to_num(np.nanmedian(np.where(src, np.nan, a), axis=0))[None, :]
+    a[bad] = 0.0
+    smooth = ndimage.gaussian_filter(a, max(fwhm, 1.0) / 2.3548, mode="constant")
+    noise = MAD_TO_SIGMA * np.median(np.abs(smooth[~bad]))
+    if not np.isfinite(noise) or noise <= 0:
+        return np.zeros(a.shape)
+    return np.clip(smooth - nsigma * noise, 0.0, None)
+
+
+def _box_background(a, bad, box):
+    """Median of the good pixels in boxes of ``box`` pixels, median-filtered, interpolated."""
+    ny, nx = a.shape
+    by, bx = max(1, ny // box), max(1, nx // box)
+    grid = np.full((by, bx), np.nan)
+    for i in range(by):
+        ys = slice(i * ny // by, (i + 1) * ny // by)
+        for j in range(bx):
+            xs = slice(j * nx // bx, (j + 1) * nx // bx)
+            good = ~bad[ys, xs]
+            if good.sum() > 0.2 * good.size:
+                grid[i, j] = np.median(a[ys, xs][good])
+    if np.isnan(grid).all():
+        return np.zeros(a.shape)
+    grid = np.where(np.isnan(grid), np.nanmedian(grid), grid)
+    if min(by, bx) >= 3:
+        grid = ndimage.median_filter(grid, size=3, mode="nearest")
+    # box centres -> every pixel (bilinear, flat beyond the outer centres)
+    yc = (np.arange(by) + 0.5) * ny / by - 0.5
+    xc = (np.arange(bx) + 0.5) * nx / bx - 0.5
+    iy = np.interp(np.arange(ny), yc, np.arange(by))
+    ix = np.interp(np.arange(nx), xc, np.arange(bx))
+    return ndimage.map_coordinates(grid, np.meshgrid(iy, ix, indexing="ij"), order=1,
+                                   mode="nearest")
+
+
+def _peaks(cimg, fwhm, max_peaks=100):
+    """Centres (x, y) of the local maxima of a correlation image, brightest first."""
+    size = 2 * int(np.ceil(fwhm)) + 1
+    top = (cimg == ndimage.maximum_filter(cimg, size=size, mode="constant")) & (cimg > 0)
+    iy, ix = np.nonzero(top)
+    order = np.argsort(cimg[iy, ix])[::-1][:max_peaks]
+    iy, ix = iy[order], ix[order]
+    h = size // 2
+    xs, ys = [], []
+    ny, nx = cimg.shape
+    for y, x in zip(iy, ix, strict=True):
+        y0, y1, x0, x1 = max(0, y - h), min(ny, y + h + 1), max(0, x - h), min(nx, x + h + 1)
+        cy, cx = ndimage.center_of_mass(cimg[y0:y1, x0:x1])
+        xs.append(x0 + cx)
+        ys.append(y0 + cy)
+    return np.c_[xs, ys] if xs else np.zeros((0, 2))
+
+
+def register_xcorr(image, ref_image, *, mask=None, ref_mask=None, upsample=100, fwhm=3.5,
+                   min_contrast=1.5) -> Transform:
+    """Pure translation by cross-correlating the frames' sources, to 1/``upsample`` pixel.
+
+    Both frames are first reduced to the light of their sources (`correlation_image`:
+    hot pixels, read-out banding, column offsets and the sky removed, smoothed to
+    ``fwhm``), so that what the detector adds at a fixed place does not pull the
+    answer to zero shift. The correlation's highest peak is accepted only when it
+    stands at least ``min_contrast`` times above the next highest one elsewhere;
+    otherwise the frames have no pattern in common (a blank or clouded frame, frames
+    of different fields, a rotated frame) and `RegistrationError` is raised.
+
+    The residual reported is the rms distance, after the shift, between the peaks of
+    the two correlation images that pair up (a rough star-by-star check; the shift
+    itself, from all the light at once, is more precise), and ``n_stars`` their number.
+    """
     from skimage.registration import phase_cross_correlation
 
-    def prep(a, m):
-        a = np.asarray(a, float)
-        bad = ~np.isfinite(a) if m is None else (~np.isfinite(a) | np.asarray(m, bool))
-        _, med, _ = sigma_clipped_stats(a, mask=bad)
-        # a Hann window keeps the frame edges from correlating with each other
-        return (np.where(bad, med, a) - med) * window("hann", a.shape)
-
-    # plain cross-correlation: the phase-only version chases noise on faint frames
-    shift, _, _ = phase_cross_correlation(prep(ref_image, ref_mask), prep(image, mask),
-                                          upsample_factor=upsample, normalization=None)
-    dy, dx = shift
+    a = correlation_image(ref_image, mask=ref_mask, fwhm=fwhm)
+    b = correlation_image(image, mask=mask, fwhm=fwhm)
+    if not a.any() or not b.any():
+        which = "the reference" if not a.any() else "the frame"
+        msg = f"cross-correlation: {which} shows no source above its noise"
+        raise RegistrationError(msg)
+    # the whole correlation surface: is there one clear peak?
+    xc = np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), s=a.shape)
+    py, px = np.unravel_index(int(np.argmax(xc)), xc.shape)
+    ny, nx = xc.shape
+    yy = np.minimum(np.abs(np.arange(ny) - py), ny - np.abs(np.arange(ny) - py))
+    xx = np.minimum(np.abs(np.arange(nx) - px), nx - np.abs(np.arange(nx) - px))
+    far = np.hypot(*np.meshgrid(yy, xx, indexing="ij")) > max(2.0 * fwhm, 5.0)
+    # the next highest *peak* (a local maximum), not the flank of the main one
+    size = 2 * int(np.ceil(fwhm)) + 1
+    other = far & (xc == ndimage.maximum_filter(xc, size=size, mode="wrap"))
+    second = float(xc[other].max()) if other.any() else 0.0
+    contrast = float(xc[py, px]) / second if second > 0 else np.inf
+    if contrast < min_contrast:
+        msg = (f"cross-correlation found no clear common pattern (best peak only "
+               f"{contrast:.2f} times the next; need {min_contrast:g})")
+        raise RegistrationError(msg)
+    shift, _, _ = phase_cross_correlation(a, b, upsample_factor=upsample, normalization=None)
+    dy, dx = (float(s) for s in shift)
     # phase_cross_correlation returns the shift that moves `image` onto `ref_image`
-    return Transform(np.eye(2), np.array([dx, dy]), "cross-correlation", 0, np.nan)
+    t = Transform(np.eye(2), np.array([dx, dy]), "cross-correlation", 0, np.nan)
+    pa, pb = _peaks(a, fwhm), _peaks(b, fwhm)
+    if len(pa) and len(pb):
+        from scipy.spatial import cKDTree
+
+        dist, _ = cKDTree(pa).query(pb + np.array([dx, dy]))
+        paired = dist < max(fwhm / 2, 1.0)
+        if paired.sum() >= 3:
+            t.n_stars = int(paired.sum())
+            t.residual = float(np.sqrt(np.mean(dist[paired] ** 2)))
+    return t
 
 
 def overlap_fraction(transform: Transform, shape, ref_shape) -> float:

@@ -60,6 +60,7 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
     reject_bits : int, optional
         Mask bits that make a frame pixel unusable (default: everything but REPAIRED).
         An output pixel whose four neighbours include such a pixel gets its bits.
+        A NaN value or variance counts as ``NODATA`` whatever its bits say.
     """
     ny, nx = out_shape
     yy, xx = np.mgrid[0:ny, 0:nx]
@@ -79,6 +80,12 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
     d = np.nan_to_num(np.asarray(data, np.float32))
     v = np.nan_to_num(np.asarray(variance, np.float32))
     m = np.asarray(mask, np.uint16) if mask is not None else np.zeros(data.shape, np.uint16)
+    # a NaN value (or variance) that no bit explains is no data: it must not enter the
+    # sums as the zero it was replaced by
+    unexplained = ~(np.isfinite(data) & np.isfinite(variance))
+    if unexplained.any():
+        m = masks.flag(m, unexplained, "NODATA")
+    reject_bits = int(reject_bits) | masks.bit("NODATA")
     for dy, dx, wgt in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
                         (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
         yi, xi = y0c + dy, x0c + dx

@@ -1,0 +1,305 @@
+"""Notebooks 00-07 through papermill on a small demo with a rotated frame, checked against its truth.
+
+One run of the chain (a 256 x 256 demo whose last light of each filter is rotated by
+2 degrees, with a galaxy and a bad column in the manifest) is shared by the tests of this
+module; each checks one "must hold" of the stacking step against what the demo was made
+from. A second run of 07 alone, on a copy of the products spoiled on purpose (a blank
+frame, a frame half NaN, a frame of another binning), checks that bad frames are left
+out with their reason and never stop the run.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.wcs import WCS
+from photutils.aperture import CircularAperture, aperture_photometry
+
+from redux_helpers import demo, fitsio, provenance
+from redux_helpers.register import Transform
+from redux_helpers.runner import run_target
+from redux_helpers.stack import resample
+from tests.conftest import SMALL, write_manifest
+
+pytestmark = pytest.mark.notebooks
+
+ROTATION = 2.0
+
+
+@pytest.fixture(scope="module")
+def rotated_demo(tmp_path_factory):
+    """A 256 x 256 demo night whose last light of each filter is rotated by 2 degrees."""
+    root = tmp_path_factory.mktemp("rotdemo") / "demo"
+    demo.ensure_demo(root, demo.DemoConfig(size=SMALL, rotation_deg=ROTATION))
+    return root, demo.Truth(root)
+
+
+def _manifest(path, root, truth):
+    g = truth["galaxy"]
+    return write_manifest(path, {"demo": {
+        "raw_dir": str(root / "raw"), "demo": {"size": SMALL, "rotation_deg": ROTATION},
+        "filters": {"halpha": "Ha", "continuum": "R"},
+        "galaxy": {k: g[k] for k in ("ra", "dec", "pa_deg", "inclination_deg", "distance_mpc")},
+        "standards": str(root / "standards.ecsv"),
+        "extinction": dict(truth["extinction"]),
+        "bad_columns": [30]}})
+
+
+@pytest.fixture(scope="module")
+def chain(rotated_demo, tmp_path_factory):
+    """Run 00-07; return (products of the target, truth, manifest)."""
+    root, truth = rotated_demo
+    work = tmp_path_factory.mktemp("stackchain")
+    m = _manifest(work / "m.yaml", root, truth)
+    run_target("demo", manifest=m, products=work / "products", params={"workers": 2},
+               only="00,01,02,03,04,05,06,07", html=False)
+    return work / "products" / "demo", truth, m
+
+
+def _true_map(truth, name, shape):
+    """Frame -> demo grid: q = R(theta) (p - c) + c + offset, c the frame centre."""
+    facts = truth["frames"][name]
+    t = np.deg2rad(facts["rotation_deg"])
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    c = (np.array(shape[::-1]) - 1) / 2
+    return Transform(rot, c + np.asarray(facts["offset"]) - rot @ c)
+
+
+def _from_row(r):
+    t = np.deg2rad(r["rotation_deg"])
+    m = r["scale"] * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    if r["flipped"]:
+        m = m @ np.diag([-1.0, 1.0])
+    return Transform(m, np.array([r["dx"], r["dy"]]), str(r["method"]))
+
+
+def _grid_error(a, b, shape):
+    yy, xx = np.mgrid[0:shape[0]:10j, 0:shape[1]:10j]
+    ax, ay = a.apply(xx, yy)
+    bx, by = b.apply(xx, yy)
+    return float(np.sqrt(np.mean((ax - bx) ** 2 + (ay - by) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def on_grid(chain):
+    """Per filter: the stack, the truth scene on its grid, and where the sources are."""
+    products, truth, _ = chain
+    ref = fitsio.read_product(products / "07_stack" / "stack_R.fits")
+    shape = ref.data.shape
+    to_demo = _true_map(truth, ref.header["REFFRAME"], shape)
+    inv = np.linalg.inv(to_demo.matrix)
+    from_demo = Transform(inv, -inv @ to_demo.offset)
+    stars, hii = truth.table("stars"), truth.table("hii_regions")
+    sx, sy = from_demo.apply(stars["x"], stars["y"])
+    hx, hy = from_demo.apply(hii["x"], hii["y"])
+    yy, xx = np.indices(shape)
+    near = np.zeros(shape, bool)
+    for x, y in zip(np.r_[sx, hx], np.r_[sy, hy], strict=True):
+        near |= np.hypot(xx - x, yy - y) < 8
+    gx, gy = from_demo.apply(truth["galaxy"]["x"], truth["galaxy"]["y"])
+    far = np.hypot(xx - gx, yy - gy) > 3 * truth["galaxy"]["scale_length_px"]
+    out = {}
+    for f in ("R", "Ha"):
+        s = fitsio.read_product(products / "07_stack" / f"stack_{f}.fits")
+        with fits.open(products / "07_stack" / f"stack_{f}.fits") as h:
+            coverage = h["COVERAGE"].data.astype(int)
+        scene = resample(truth.image(f"scene_{f}"), np.zeros(shape), None, from_demo, shape).data
+        out[f] = {"stack": s, "scene": scene, "coverage": coverage}
+    return out, {"sx": sx, "sy": sy, "R": np.asarray(stars["R"]), "near": near, "far": far}
+
+
+def test_registration_against_truth(chain):
+    products, truth, _ = chain
+    reg = fitsio.read_table(products / "07_stack" / "registration.ecsv")
+    assert len(reg) == 8 and all(reg["used"]) and set(reg["filter"]) == {"R", "Ha"}
+    assert {"file", "filter", "used", "reason", "method", "dx", "dy", "rotation_deg",
+            "scale", "n_stars", "residual_px"} <= set(reg.colnames)
+    shape = tuple(truth["trimmed_shape"])
+    ref_name = reg["file"][reg["method"] == "reference"][0]
+    to_ref = _true_map(truth, ref_name, shape)
+    inv = np.linalg.inv(to_ref.matrix)
+    for r in reg:
+        t = _true_map(truth, r["file"], shape)
+        true = Transform(inv @ t.matrix, inv @ (t.offset - to_ref.offset))
+        assert str(r["method"]).startswith(("wcs+stars", "stars", "reference")), r["file"]
+        err = _grid_error(_from_row(r), true, shape)
+        assert err < 0.05, f"{r['file']}: registration error {err:.3f} px"
+
+
+def test_rotated_frames_are_recovered(chain):
+    products, truth, _ = chain
+    reg = fitsio.read_table(products / "07_stack" / "registration.ecsv")
+    turned = [r for r in reg if truth["frames"][r["file"]]["rotation_deg"] != 0]
+    assert len(turned) == 2               # the last light of each filter
+    for r in turned:
+        assert "similarity" in r["method"], r["method"]
+        assert abs(r["rotation_deg"] - ROTATION) < 0.02, r["rotation_deg"]
+        assert abs(r["scale"] - 1) < 1e-3
+
+
+@pytest.mark.parametrize("filt", ["R", "Ha"])
+def test_star_fluxes_against_truth(on_grid, filt):
+    """Unsaturated bright stars (16.5 < R < 18.5): aperture r = 8 px, stack vs true scene."""
+    grids, src = on_grid
+    g = grids[filt]
+    ny, nx = g["scene"].shape
+    pick = (src["R"] > 16.5) & (src["R"] < 18.5) & (src["sx"] > 10) & (src["sx"] < nx - 11) \
+        & (src["sy"] > 10) & (src["sy"] < ny - 11)
+    aper = CircularAperture(np.c_[src["sx"][pick], src["sy"][pick]], r=8.0)
+    got = np.asarray(aperture_photometry(np.nan_to_num(g["stack"].data), aper)["aperture_sum"])
+    want = np.asarray(aperture_photometry(g["scene"], aper)["aperture_sum"])
+    holes = np.asarray(aperture_photometry((g["coverage"] == 0).astype(float), aper)["aperture_sum"])
+    ratio = (got / want)[holes == 0]
+    assert len(ratio) >= 4
+    assert abs(np.median(ratio) - 1) < 0.01, f"{filt}: stack/truth {np.median(ratio):.4f}"
+
+
+@pytest.mark.parametrize("filt", ["R", "Ha"])
+def test_no_cosmic_ray_or_bad_column_survives(on_grid, chain, filt):
+    grids, src = on_grid
+    _, truth, _ = chain
+    g = grids[filt]
+    s = g["stack"]
+    z = (s.data - g["scene"]) / s.uncertainty
+    covered = (g["coverage"] > 0) & np.isfinite(z) & ~src["near"]
+    high = covered & (z > 5)
+    assert high.sum() / covered.sum() < 1e-4, f"{filt}: {int(high.sum())} pixels above 5 sigma"
+    # the dead columns of the reference and the manifest's column 30 are filled, and right
+    for c in [*truth["dead_columns"], 29]:
+        col = covered[:, c]
+        assert np.all(np.isfinite(s.data[:, c][g["coverage"][:, c] > 0]))
+        assert np.all(np.abs(z[col, c]) < 5)
+
+
+@pytest.mark.parametrize("filt", ["R", "Ha"])
+def test_uncertainty_matches_the_scatter(on_grid, filt):
+    grids, src = on_grid
+    g = grids[filt]
+    s = g["stack"]
+    z = (s.data - g["scene"]) / s.uncertainty
+    sky = (g["coverage"] > 0) & (s.mask == 0) & ~src["near"] & np.isfinite(z) \
+        & (g["scene"] < 0.5 * s.uncertainty)
+    assert sky.sum() > 10000
+    assert abs(np.std(z[sky]) - 1) < 0.1, f"{filt}: std {np.std(z[sky]):.3f}"
+    # the sky of the stack is zero away from the galaxy, to a tenth of its noise
+    assert abs(np.mean(z[sky & src["far"]])) < 0.1
+
+
+def test_background_sky_is_zero_away_from_the_galaxy(chain):
+    """05's frames: (frame - sky - objects)/UNCERT averages to within 0.1 of zero."""
+    products, truth, _ = chain
+    g = truth["galaxy"]
+    for path in sorted((products / "05_background").glob("ngc_demo_*.fits")):
+        p = fitsio.read_product(path)
+        stem = path.name.removesuffix(".fits")
+        objects = (truth.frame_rate(stem) - truth["sky_rate"][p.header["FILTER"]]) \
+            * p.header["EXPTIME"]
+        gx, gy = WCS(p.header).celestial.world_to_pixel_values(g["ra"], g["dec"])
+        yy, xx = np.indices(p.data.shape)
+        far = np.hypot(xx - gx, yy - gy) > 3 * g["scale_length_px"]
+        sky = far & (p.mask == 0) & (objects < 0.5 * p.uncertainty)
+        z = ((p.data - objects) / p.uncertainty)[sky]
+        assert abs(np.mean(z)) < 0.1, f"{path.name}: {np.mean(z):+.3f}"
+
+
+def test_stack_products(chain):
+    products, truth, _ = chain
+    headers = {}
+    for f in ("R", "Ha"):
+        path = products / "07_stack" / f"stack_{f}.fits"
+        ccd = CCDData.read(path)                       # the data contract
+        assert ccd.unit == "electron / s" and ccd.uncertainty is not None
+        with fits.open(path) as h:
+            assert [x.name for x in h] == ["PRIMARY", "UNCERT", "MASK", "EXPOSURE", "COVERAGE"]
+            hdr, exposure, coverage = h[0].header, h["EXPOSURE"].data, h["COVERAGE"].data
+        assert hdr["REDXSTEP"] == "07_stack" and hdr["NINPUTS"] == 4 and hdr["NLEFTOUT"] == 0
+        assert hdr["FILTER"] == f and hdr["EXTCORR"] is True
+        assert coverage.max() == 4
+        assert exposure.max() == pytest.approx(4 * demo.EXPTIME[f])
+        assert len(provenance.history(hdr, "07_stack")) >= 4
+        headers[f] = hdr
+    # both filters on the reference's grid and WCS
+    ref = fits.getheader(products / "06_badpix" / headers["R"]["REFFRAME"])
+    for key in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "NAXIS1", "NAXIS2"):
+        assert headers["R"][key] == headers["Ha"][key] == ref[key]
+
+
+# ---- bad input: frames left out, with the reason, and the run goes on --------------------
+@pytest.fixture(scope="module")
+def spoiled(chain, tmp_path_factory):
+    """07 again on a copy of the products with three bad frames."""
+    products, truth, manifest = chain
+    work = tmp_path_factory.mktemp("spoiled")
+    dst = work / "products" / "demo"
+    shutil.copytree(products, dst, ignore=shutil.ignore_patterns("07_stack", "notebooks"))
+    rng = np.random.default_rng(7)
+
+    def rewrite(name, data, header=None, mask=None, uncertainty=None):
+        p = fitsio.read_product(dst / "06_badpix" / name)
+        fitsio.write_ccd(dst / "06_badpix" / name, data, p.header if header is None else header,
+                         uncertainty=p.uncertainty if uncertainty is None else uncertainty,
+                         mask=p.mask if mask is None else mask, unit=p.unit)
+        return p
+
+    # a frame of blank sky (clouds): sky noise only, its header (and WCS) as it was
+    p = fitsio.read_product(dst / "06_badpix" / "ngc_demo_R_003.fits")
+    sky_noise = np.full(p.data.shape, np.median(p.uncertainty), np.float32)
+    rewrite("ngc_demo_R_003.fits", rng.normal(0, sky_noise), mask=np.zeros_like(p.mask),
+            uncertainty=sky_noise)
+    # a frame whose left half is NaN and flagged nowhere
+    p = fitsio.read_product(dst / "06_badpix" / "ngc_demo_Ha_002.fits")
+    half = p.data.copy()
+    half[:, : half.shape[1] // 2] = np.nan
+    unflagged = p.mask.copy()
+    unflagged[:, : half.shape[1] // 2] = 0
+    rewrite("ngc_demo_Ha_002.fits", half, mask=unflagged)
+    # a 2x2-binned light frame in the inventory (and a product of it)
+    p = fitsio.read_product(dst / "06_badpix" / "ngc_demo_R_004.fits")
+    binned = p.data.reshape(128, 2, 128, 2).sum(axis=(1, 3))
+    h = p.header.copy()
+    h["XBINNING"], h["YBINNING"] = 2, 2
+    fitsio.write_ccd(dst / "06_badpix" / "ngc_demo_R_005.fits", binned, h,
+                     uncertainty=np.sqrt((p.uncertainty ** 2).reshape(128, 2, 128, 2).sum(axis=(1, 3))),
+                     mask=np.bitwise_or.reduce(np.bitwise_or.reduce(
+                         p.mask.reshape(128, 2, 128, 2), axis=3), axis=1), unit=p.unit)
+    inv = fitsio.read_table(dst / "00_inspect" / "inventory.ecsv")
+    row = {c: inv[c][list(inv["file"]).index("ngc_demo_R_004.fits")] for c in inv.colnames}
+    row.update(file="ngc_demo_R_005.fits", binning="2x2")
+    inv.add_row([row[c] for c in inv.colnames])
+    fitsio.write_table(inv, dst / "00_inspect" / "inventory.ecsv")
+
+    run_target("demo", manifest=manifest, products=work / "products", only="07", html=False)
+    return dst / "07_stack", truth
+
+
+def test_bad_frames_are_left_out_with_their_reason(spoiled):
+    out, _ = spoiled
+    reg = fitsio.read_table(out / "registration.ecsv")
+    why = {r["file"]: (bool(r["used"]), str(r["reason"])) for r in reg}
+    assert why["ngc_demo_R_003.fits"][0] is False and why["ngc_demo_R_003.fits"][1]
+    assert why["ngc_demo_R_005.fits"] == (False, why["ngc_demo_R_005.fits"][1])
+    assert "binning 2x2" in why["ngc_demo_R_005.fits"][1]
+    assert why["ngc_demo_Ha_002.fits"][0] is True        # half NaN is no reason to drop it
+    h = fits.getheader(out / "stack_R.fits")
+    assert h["NLEFTOUT"] == 2 and h["NINPUTS"] == 3
+    history = " ".join(provenance.history(h))
+    for name in ("ngc_demo_R_003.fits", "ngc_demo_R_005.fits"):
+        assert f"left out {name}" in history
+    assert "binning 2x2" in history
+    assert fits.getheader(out / "stack_Ha.fits")["NLEFTOUT"] == 0
+
+
+def test_an_all_nan_region_is_no_data_not_zero(spoiled):
+    """The NaN half of one Ha frame is covered by the other three frames, at the right level."""
+    out, truth = spoiled
+    with fits.open(out / "stack_Ha.fits") as h:
+        data, unc, coverage = h[0].data, h["UNCERT"].data, h["COVERAGE"].data
+    ny, nx = data.shape
+    left = coverage[20:-20, 20: nx // 2 - 20]
+    assert left.max() == 3                                 # the NaN frame counts nowhere there
+    scene = truth.image("scene_Ha")
+    z = ((data - scene) / unc)[20:-20, 20: nx // 2 - 20]
+    quiet = scene[20:-20, 20: nx // 2 - 20] < 0.5 * unc[20:-20, 20: nx // 2 - 20]
+    assert abs(np.nanmean(z[quiet])) < 0.1
