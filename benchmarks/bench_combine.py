@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import version_line
+
 HERE = Path(__file__).resolve().parent
 NY, NX, NIMG = 2048, 2080, 2048
 BIASSEC, TRIMSEC = "[2053:2080,1:2048]", "[1:2048,1:2048]"
@@ -144,17 +146,6 @@ def child(args):
     nkids = 2 if args.child == "ours-2w" else 0               # upper bound: forked pages shared
     print(json.dumps({"wall": wall, "cpu": cpu,
                       "rss_mb": (r1.ru_maxrss + nkids * kids.ru_maxrss) / 1024}))
-
-
-def version_line(loads):
-    """Which redux_helpers was measured, and how busy the machine was."""
-    git = ["git", "-C", str(HERE.parent)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "-uno", "redux_helpers"],
-                           capture_output=True, text=True).stdout.strip()
-    return (f"redux_helpers at {head.stdout.strip() or '?'}{' + uncommitted' if dirty else ''}; "
-            f"1-min load average before the runs {min(loads):.1f}-{max(loads):.1f}, "
-            f"{os.cpu_count()} CPUs")
 
 
 def spawn(what, n, args):

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import version_line
+
 HERE = Path(__file__).resolve().parent
 SIZE, SKY, READ_NOISE, FWHM = 2048, 4500.0, 9.0, 3.2
 N_STARS, N_TRACKS = 200, 600
@@ -96,17 +98,6 @@ def child(args):
         "fp": int(fp.sum()),
         "fp_away": int((fp & ~near).sum()),
     }))
-
-
-def version_line(loads):
-    """Which redux_helpers was measured, and how busy the machine was."""
-    git = ["git", "-C", str(HERE.parent)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "-uno", "redux_helpers"],
-                           capture_output=True, text=True).stdout.strip()
-    return (f"redux_helpers at {head.stdout.strip() or '?'}{' + uncommitted' if dirty else ''}; "
-            f"1-min load average before the runs {min(loads):.1f}-{max(loads):.1f}, "
-            f"{os.cpu_count()} CPUs")
 
 
 def spawn(what, args):
