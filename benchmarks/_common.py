@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -16,3 +17,22 @@ def version_line(loads):
     return (f"redux_helpers at {head.stdout.strip() or '?'}{' + uncommitted' if dirty else ''}; "
             f"1-min load average before the runs {min(loads):.1f}-{max(loads):.1f}, "
             f"{os.cpu_count()} CPUs")
+
+
+def interleaved(names, repeat, run, *, label="", loads=None):
+    """Run each of ``names`` ``repeat`` times, interleaved (a busy spell hits all alike).
+
+    ``run(name)`` returns a dict with wall, cpu and rss_mb; kept per name are the least
+    wall and CPU time and the largest memory. The load average before each run is
+    appended to ``loads``.
+    """
+    runs = {v: [] for v in names}
+    for _ in range(repeat):
+        for v in names:
+            load = os.getloadavg()[0]
+            if loads is not None:
+                loads.append(load)
+            runs[v].append(run(v))
+            print(f"# {label}{v}: {runs[v][-1]}, load before {load:.2f}", file=sys.stderr)
+    return {v: dict(rs[0], wall=min(r["wall"] for r in rs), cpu=min(r["cpu"] for r in rs),
+                    rss_mb=max(r["rss_mb"] for r in rs)) for v, rs in runs.items()}

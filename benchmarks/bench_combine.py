@@ -28,14 +28,13 @@ carries a spawning process's RSS high-water mark into the child.
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import version_line
+from _common import interleaved, version_line
 
 HERE = Path(__file__).resolve().parent
 NY, NX, NIMG = 2048, 2080, 2048
@@ -173,15 +172,8 @@ def main():
     spawn("make", max(args.frames), args)
     rows, loads = [], []
     for n in args.frames:
-        runs = {v: [] for v in args.variants}
-        for _ in range(args.repeat):           # interleaved, so a busy spell hits all alike
-            for v in args.variants:
-                load = os.getloadavg()[0]
-                loads.append(load)
-                runs[v].append(spawn(v, n, args))
-                print(f"# {n} frames, {v}: {runs[v][-1]}, load before {load:.2f}", file=sys.stderr)
-        res = {v: {"wall": min(r["wall"] for r in rs), "cpu": min(r["cpu"] for r in rs),
-                   "rss_mb": max(r["rss_mb"] for r in rs)} for v, rs in runs.items()}
+        res = interleaved(args.variants, args.repeat, lambda v, n=n: spawn(v, n, args),
+                          label=f"{n} frames, ", loads=loads)
         diff = spawn("diff", n, args)
         for v in args.variants:
             r, o = res[v], res["ours"]

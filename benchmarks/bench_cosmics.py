@@ -17,14 +17,13 @@ carries a spawning process's RSS high-water mark into the child.
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import version_line
+from _common import interleaved, version_line
 
 HERE = Path(__file__).resolve().parent
 SIZE, SKY, READ_NOISE, FWHM = 2048, 4500.0, 9.0, 3.2
@@ -120,16 +119,10 @@ def main():
         return child(args)
     spawn("make", args)
     rows = []
-    runs, loads = {b: [] for b in args.backends}, []
-    for _ in range(args.repeat):               # interleaved, so a busy spell hits all alike
-        for b in args.backends:
-            load = os.getloadavg()[0]
-            loads.append(load)
-            runs[b].append(spawn(b, args))
-            print(f"# {b}: {runs[b][-1]}, load before {load:.2f}", file=sys.stderr)
+    loads = []
+    res = interleaved(args.backends, args.repeat, lambda b: spawn(b, args), loads=loads)
     for b in args.backends:
-        r = dict(runs[b][0], wall=min(x["wall"] for x in runs[b]),
-                 cpu=min(x["cpu"] for x in runs[b]), rss_mb=max(x["rss_mb"] for x in runs[b]))
+        r = res[b]
         rows.append(f"| {b} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss_mb']:.0f} | "
                     f"{100 * r['found']:.1f} % of {r['injected']} | {r['fp']} | {r['fp_away']} |")
     print("| backend | wall (s) | CPU (s) | peak RSS (MB) | injected CR pixels flagged "
