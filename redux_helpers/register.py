@@ -328,7 +328,12 @@ def register_frame(src_xy, ref_xy, *, wcs=None, ref_wcs=None, shape=None, image=
     by_wcs = None
     if wcs is not None and ref_wcs is not None and wcs.has_celestial and ref_wcs.has_celestial:
         by_wcs = register_wcs(wcs, ref_wcs, shape)
-        if len(src_xy) >= 3 and len(ref_xy) >= 3:
+        if overlap_fraction(by_wcs, shape, shape) == 0:
+            away = float(np.hypot(*by_wcs.apply(*((np.array(shape[::-1]) - 1) / 2))
+                                  - (np.array(shape[::-1]) - 1) / 2))
+            reasons.append(f"its WCS puts it {away:.0f} px from the reference, with no overlap "
+                           "(another field?)")
+        elif len(src_xy) >= 3 and len(ref_xy) >= 3:
             better = refine(by_wcs, src_xy, ref_xy, method="wcs+stars")
             if better is not by_wcs:
                 return better

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import masks
+from .errors import ReduxError
 from .register import Transform
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,11 @@ class Resampled:
     mask: np.ndarray        # uint16 bits; NODATA outside the frame
     exptime: float
     weight: float           # inverse of the frame's typical (sky) variance, before resampling
+    filter: str | None = None  # the frame's filter; one stack never mixes two
 
 
 def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1.0,
-             reject_bits=None) -> Resampled:
+             reject_bits=None, filter=None) -> Resampled:
     """Resample a frame onto the reference grid with bilinear weights.
 
     Parameters
@@ -57,6 +59,8 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
         Shape of the reference grid.
     exptime : float
         Recorded with the result (for the exposure map).
+    filter : str, optional
+        Recorded with the result; `combine_stack` refuses frames of different filters.
     reject_bits : int, optional
         Mask bits that make a frame pixel unusable (default: everything but REPAIRED).
         An output pixel whose four neighbours include such a pixel gets its bits.
@@ -99,7 +103,7 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
     good = (m == 0) & np.isfinite(np.asarray(variance)) & (v > 0)
     weight = float(1.0 / (np.median(v[good]) * area ** 2)) if good.any() else 0.0
     return Resampled(out * np.float32(area), var * np.float32(area ** 2), bits, float(exptime),
-                     weight)
+                     weight, filter)
 
 
 @dataclass
@@ -141,6 +145,12 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
     if not frames:
         msg = "no frames to stack"
         raise ValueError(msg)
+    filters = sorted({str(f.filter) for f in frames if f.filter is not None})
+    if len(filters) > 1:
+        msg = (f"frames of {len(filters)} filters ({', '.join(filters)}) passed to one stack: "
+               "stack each filter on its own (the pixels of different filters are not the "
+               "same measurement)")
+        raise ReduxError(msg)
     w = np.asarray([f.weight for f in frames] if weights is None else weights, float)
     w = w / w.max()
     data = np.stack([f.data for f in frames])

@@ -89,6 +89,28 @@ def test_no_overlap():
     assert overlap_fraction(_rotation(0.0, 150.0, 0.0), SHAPE, SHAPE) == pytest.approx(0.5, abs=0.05)
 
 
+def test_a_frame_whose_wcs_is_elsewhere_says_no_overlap():
+    """Another field: the WCS puts it a degree away, and nothing else can place it."""
+    ref_wcs = WCS(naxis=2)
+    ref_wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    ref_wcs.wcs.crval = [150.0, 2.0]
+    ref_wcs.wcs.crpix = [150.5, 150.5]
+    ref_wcs.wcs.cdelt = [-0.4 / 3600, 0.4 / 3600]
+    far = ref_wcs.deepcopy()
+    far.wcs.crval = [151.0, 2.0]
+    other = _field(Transform(), seed=99)              # a different star field
+    x, y, _ = find_stars(other)
+    ref_img = _field(Transform())
+    with pytest.raises(RegistrationError, match=r"its WCS puts it \d+ px from the reference, "
+                                                r"with no overlap"):
+        register_frame(np.c_[x, y], reference_xy(ref_img), wcs=far, ref_wcs=ref_wcs,
+                       shape=SHAPE, image=other, ref_image=ref_img)
+
+
+def reference_xy(img):
+    return np.c_[find_stars(img)[:2]]
+
+
 def test_cross_correlation_measures_a_pure_shift():
     true = _rotation(0.0, 7.25, -3.5)
     a, b = _field(Transform()), _field(true)

@@ -1,9 +1,11 @@
 """Resampling and combining: flux, variance and masks through known transforms."""
 
 import numpy as np
+import pytest
 
 from redux_helpers import masks
 from redux_helpers.demo import _gauss_stamps
+from redux_helpers.errors import ReduxError
 from redux_helpers.register import Transform
 from redux_helpers.stack import combine_stack, resample
 
@@ -75,3 +77,13 @@ def test_nothing_covers_a_pixel():
         f.mask[0, :] = masks.bit("NODATA")
     s = combine_stack(frames)
     assert np.all(np.isnan(s.data[0])) and np.all(masks.has(s.mask[0], "NODATA"))
+
+
+def test_frames_of_two_filters_are_refused():
+    frames = _frames(n=3)
+    for f, name in zip(frames, ("R", "R", "Ha"), strict=True):
+        f.filter = name
+    with pytest.raises(ReduxError, match=r"2 filters \(Ha, R\) passed to one stack"):
+        combine_stack(frames)
+    frames[2].filter = "R"
+    assert np.isfinite(combine_stack(frames).data).any()

@@ -3,9 +3,10 @@
 One run of the chain (a 256 x 256 demo whose last light of each filter is rotated by
 2 degrees, with a galaxy and a bad column in the manifest) is shared by the tests of this
 module; each checks one "must hold" of the stacking step against what the demo was made
-from. A second run of 07 alone, on a copy of the products spoiled on purpose (a blank
-frame, a frame half NaN, a frame of another binning), checks that bad frames are left
-out with their reason and never stop the run.
+from. A second run of 07 alone, on a copy of the products spoiled on purpose (a frame of
+another field, one that barely overlaps, one whose header names another filter, a frame
+half NaN, a frame of another binning), checks that bad frames are left out with their
+reason and never stop the run.
 """
 
 import shutil
@@ -26,6 +27,7 @@ from tests.conftest import SMALL, write_manifest
 pytestmark = pytest.mark.notebooks
 
 ROTATION = 2.0
+SHIFT = 170      # pixels a spoiled frame is moved by (256 - 170 = 86 columns overlap)
 
 
 @pytest.fixture(scope="module")
@@ -243,11 +245,29 @@ def spoiled(chain, tmp_path_factory):
                          mask=p.mask if mask is None else mask, unit=p.unit)
         return p
 
-    # a frame of blank sky (clouds): sky noise only, its header (and WCS) as it was
+    # another field: blank sky whose WCS points a degree away from the reference
     p = fitsio.read_product(dst / "06_badpix" / "ngc_demo_R_003.fits")
     sky_noise = np.full(p.data.shape, np.median(p.uncertainty), np.float32)
-    rewrite("ngc_demo_R_003.fits", rng.normal(0, sky_noise), mask=np.zeros_like(p.mask),
-            uncertainty=sky_noise)
+    h = p.header.copy()
+    h["CRVAL1"] += 1.0
+    rewrite("ngc_demo_R_003.fits", rng.normal(0, sky_noise), header=h,
+            mask=np.zeros_like(p.mask), uncertainty=sky_noise)
+    # a frame pointed SHIFT px to the right: only a third of it overlaps the reference
+    p = fitsio.read_product(dst / "06_badpix" / "ngc_demo_R_002.fits")
+    moved, unc, bits = (np.empty_like(a) for a in (p.data, p.uncertainty, p.mask))
+    for new_plane, old_plane, fill in ((moved, p.data, 0.0), (unc, p.uncertainty, sky_noise[0, 0]),
+                                       (bits, p.mask, 0)):
+        new_plane[...] = fill
+        new_plane[:, :-SHIFT] = old_plane[:, SHIFT:]
+    moved[:, -SHIFT:] = rng.normal(0, sky_noise[:, -SHIFT:])
+    h = p.header.copy()
+    h["CRPIX1"] -= SHIFT
+    rewrite("ngc_demo_R_002.fits", moved, header=h, mask=bits, uncertainty=unc)
+    # a frame whose header says another filter than the inventory does
+    p = fitsio.read_product(dst / "06_badpix" / "ngc_demo_Ha_003.fits")
+    h = p.header.copy()
+    h["FILTER"] = "R"
+    rewrite("ngc_demo_Ha_003.fits", p.data, header=h)
     # a frame whose left half is NaN and flagged nowhere
     p = fitsio.read_product(dst / "06_badpix" / "ngc_demo_Ha_002.fits")
     half = p.data.copy()
@@ -278,27 +298,46 @@ def test_bad_frames_are_left_out_with_their_reason(spoiled):
     out, _ = spoiled
     reg = fitsio.read_table(out / "registration.ecsv")
     why = {r["file"]: (bool(r["used"]), str(r["reason"])) for r in reg}
-    assert why["ngc_demo_R_003.fits"][0] is False and why["ngc_demo_R_003.fits"][1]
-    assert why["ngc_demo_R_005.fits"] == (False, why["ngc_demo_R_005.fits"][1])
+    assert why["ngc_demo_R_003.fits"][0] is False
+    assert "with no overlap" in why["ngc_demo_R_003.fits"][1]
+    assert why["ngc_demo_R_005.fits"][0] is False
     assert "binning 2x2" in why["ngc_demo_R_005.fits"][1]
+    assert why["ngc_demo_Ha_003.fits"][0] is False
+    assert "header says filter 'R', the inventory 'Ha'" in why["ngc_demo_Ha_003.fits"][1]
     assert why["ngc_demo_Ha_002.fits"][0] is True        # half NaN is no reason to drop it
     h = fits.getheader(out / "stack_R.fits")
-    assert h["NLEFTOUT"] == 2 and h["NINPUTS"] == 3
+    assert h["NLEFTOUT"] == 3 and h["NINPUTS"] == 2
     history = " ".join(provenance.history(h))
-    for name in ("ngc_demo_R_003.fits", "ngc_demo_R_005.fits"):
+    for name in ("ngc_demo_R_002.fits", "ngc_demo_R_003.fits", "ngc_demo_R_005.fits"):
         assert f"left out {name}" in history
     assert "binning 2x2" in history
-    assert fits.getheader(out / "stack_Ha.fits")["NLEFTOUT"] == 0
+    h_ha = fits.getheader(out / "stack_Ha.fits")
+    assert h_ha["NLEFTOUT"] == 1 and h_ha["NINPUTS"] == 3 and h_ha["FILTER"] == "Ha"
+
+
+def test_a_frame_that_barely_overlaps_is_registered_then_left_out(spoiled, chain):
+    """The moved frame is placed right (SHIFT px further) but covers too little to stack."""
+    out, _ = spoiled
+    reg = {r["file"]: r for r in fitsio.read_table(out / "registration.ecsv")}
+    before = {r["file"]: r for r in fitsio.read_table(chain[0] / "07_stack" / "registration.ecsv")}
+    r, r0 = reg["ngc_demo_R_002.fits"], before["ngc_demo_R_002.fits"]
+    assert not r["used"]
+    first = _from_row(r0)                        # where the frame was before it was moved
+    expected = Transform(first.matrix, first.offset + first.matrix @ np.array([SHIFT, 0.0]))
+    # a third of the stars, over a third of the frame: 0.1 px rather than 0.05
+    assert _grid_error(_from_row(r), expected, (256, 256)) < 0.1
+    assert abs(r["overlap"] - (256 - SHIFT) / 256) < 0.05
+    assert f"covers only {100 * r['overlap']:.0f} %" in r["reason"] and "min_overlap" in r["reason"]
 
 
 def test_an_all_nan_region_is_no_data_not_zero(spoiled):
-    """The NaN half of one Ha frame is covered by the other three frames, at the right level."""
+    """The NaN half of one Ha frame is covered by the other two frames, at the right level."""
     out, truth = spoiled
     with fits.open(out / "stack_Ha.fits") as h:
         data, unc, coverage = h[0].data, h["UNCERT"].data, h["COVERAGE"].data
     ny, nx = data.shape
     left = coverage[20:-20, 20: nx // 2 - 20]
-    assert left.max() == 3                                 # the NaN frame counts nowhere there
+    assert left.max() == 2             # Ha_003 is left out; the NaN frame counts nowhere there
     scene = truth.image("scene_Ha")
     z = ((data - scene) / unc)[20:-20, 20: nx // 2 - 20]
     quiet = scene[20:-20, 20: nx // 2 - 20] < 0.5 * unc[20:-20, 20: nx // 2 - 20]
