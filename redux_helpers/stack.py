@@ -67,14 +67,32 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
         A NaN value or variance counts as ``NODATA`` whatever its bits say.
     """
     ny, nx = out_shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    fx, fy = transform.inverse(xx.astype(np.float64), yy.astype(np.float64))
+    h, w = data.shape
+    shift_only = np.allclose(transform.matrix, np.eye(2), rtol=0, atol=1e-12)
+    if shift_only:
+        # every output pixel has the same four weights: index rows and columns apart
+        fx = np.arange(nx, dtype=np.float64) - transform.offset[0]
+        fy = np.arange(ny, dtype=np.float64) - transform.offset[1]
+    else:
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        fx, fy = transform.inverse(xx.astype(np.float64), yy.astype(np.float64))
     x0, y0 = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
     wx, wy = (fx - x0).astype(np.float32), (fy - y0).astype(np.float32)
-    h, w = data.shape
-    inside = (x0 >= 0) & (y0 >= 0) & (x0 + 1 <= w - 1) & (y0 + 1 <= h - 1)
     # pixels exactly on the last row/column still have all four neighbours clamped
     x0c, y0c = np.clip(x0, 0, w - 2), np.clip(y0, 0, h - 2)
+    in_x, in_y = (x0 >= 0) & (x0 + 1 <= w - 1), (y0 >= 0) & (y0 + 1 <= h - 1)
+    if shift_only:
+        inside = in_y[:, None] & in_x[None, :]
+        wx, wy = wx[None, :], wy[:, None]
+
+        def take(a, dy, dx):
+            return a[np.ix_(y0c + dy, x0c + dx)]
+    else:
+        inside = in_x & in_y
+        flat = y0c * w + x0c
+
+        def take(a, dy, dx):
+            return a.ravel().take(flat + (dy * w + dx))
     if reject_bits is None:
         reject_bits = 0xFFFF & ~masks.bit("REPAIRED")
     area = 1.0 / abs(np.linalg.det(transform.matrix))
@@ -90,13 +108,13 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
     if unexplained.any():
         m = masks.flag(m, unexplained, "NODATA")
     reject_bits = int(reject_bits) | masks.bit("NODATA")
+    m = m & np.uint16(reject_bits)
     for dy, dx, wgt in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
                         (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
-        yi, xi = y0c + dy, x0c + dx
-        out += wgt * d[yi, xi]
-        var += wgt * wgt * v[yi, xi]
+        out += wgt * take(d, dy, dx)
+        var += wgt * wgt * take(v, dy, dx)
         # a neighbour with (almost) no weight does not pass its mask on
-        bits |= np.where(wgt > 1e-3, m[yi, xi] & np.uint16(reject_bits), 0).astype(np.uint16)
+        bits |= np.where(wgt > 1e-3, take(m, dy, dx), 0).astype(np.uint16)
     bits[~inside] |= np.uint16(masks.bit("NODATA"))
     out[~inside] = np.nan
     var[~inside] = np.nan
@@ -152,40 +170,60 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
                "same measurement)")
         raise ReduxError(msg)
     w = np.asarray([f.weight for f in frames] if weights is None else weights, float)
-    w = w / w.max()
-    data = np.stack([f.data for f in frames])
-    var = np.stack([f.variance for f in frames])
-    usable = np.stack([f.mask == 0 for f in frames]) & np.isfinite(data) & np.isfinite(var)
-    vals = np.where(usable, data, np.nan)
-    rejected = np.zeros(data.shape[1:], np.int16)
-    if sigma:
-        with warnings.catch_warnings():     # pixels no frame covers have no median
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(vals, axis=0)
-        n = usable.sum(axis=0)
-        # the median of n values is uncertain by ~1.25 sigma/sqrt(n)
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med_var = 1.57 * np.nanmedian(np.where(usable, var, np.nan), axis=0) / np.maximum(n, 1)
-            z = np.abs(vals - med) / np.sqrt(var + med_var + (snoise * med) ** 2)
-        out = usable & (z > sigma) & (n >= 3)[None]
-        usable &= ~out
-        rejected = out.sum(axis=0).astype(np.int16)
-        vals = np.where(usable, data, np.nan)
-    wk = np.where(usable, w[:, None, None], 0.0)
-    wsum = wk.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if method == "mean":
-            comb = np.nansum(wk * np.nan_to_num(vals), axis=0) / wsum
-            unc = np.sqrt(np.nansum(wk ** 2 * np.nan_to_num(var), axis=0)) / wsum
-        else:
-            comb = np.nanmedian(vals, axis=0)
-            unc = 1.2533 * np.sqrt(np.nansum(wk ** 2 * np.nan_to_num(var), axis=0)) / wsum
-    coverage = usable.sum(axis=0).astype(np.int16)
-    exposure = np.sum(np.where(usable, np.array([f.exptime for f in frames])[:, None, None], 0),
-                      axis=0).astype(np.float32)
-    mask = np.zeros(comb.shape, np.uint16)
-    mask = masks.flag(mask, coverage == 0, "NODATA")
-    comb = np.where(coverage > 0, comb, np.nan).astype(np.float32)
-    unc = np.where(coverage > 0, unc, np.nan).astype(np.float32)
+    w = (w / w.max()).astype(np.float32)
+    exptimes = np.array([f.exptime for f in frames], np.float32)
+    shape = frames[0].data.shape
+    comb = np.full(shape, np.nan, np.float32)
+    unc = np.full(shape, np.nan, np.float32)
+    coverage = np.zeros(shape, np.int16)
+    rejected = np.zeros(shape, np.int16)
+    exposure = np.zeros(shape, np.float32)
+    # rows in bands of ~4 million values: the working arrays stay ~100 MB however many
+    # frames there are (the frames themselves are already in memory)
+    step = max(1, int(4e6 // (len(frames) * shape[1])))
+    for y0 in range(0, shape[0], step):
+        rows = slice(y0, min(y0 + step, shape[0]))
+        band = _combine_band([f.data[rows] for f in frames], [f.variance[rows] for f in frames],
+                             [f.mask[rows] for f in frames], w, exptimes, sigma=sigma,
+                             snoise=snoise, method=method)
+        comb[rows], unc[rows], coverage[rows], rejected[rows], exposure[rows] = band
+    mask = masks.flag(np.zeros(shape, np.uint16), coverage == 0, "NODATA")
     return Stack(comb, unc, mask, exposure, coverage, rejected, w)
+
+
+def _combine_band(data, var, mask, w, exptimes, *, sigma, snoise, method):
+    """`combine_stack` on one band of rows: (data, uncertainty, coverage, rejected, exposure)."""
+    import bottleneck as bn
+
+    data, var = np.stack(data), np.stack(var)
+    usable = np.stack(mask) == 0
+    usable &= np.isfinite(data) & np.isfinite(var)
+    vals = np.where(usable, data, np.float32(np.nan))
+    rejected = np.zeros(data.shape[1:], np.int16)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # pixels no frame covers
+        if sigma:
+            med = bn.nanmedian(vals, axis=0)
+            n = usable.sum(axis=0)
+            # the median of n values is uncertain by ~1.25 sigma/sqrt(n)
+            med_var = 1.57 * bn.nanmedian(np.where(usable, var, np.float32(np.nan)), axis=0) \
+                / np.maximum(n, 1)
+            z = np.abs(vals - med) / np.sqrt(var + med_var + (snoise * med) ** 2)
+            out = usable & (z > sigma) & (n >= 3)[None]
+            usable &= ~out
+            rejected = out.sum(axis=0).astype(np.int16)
+            vals[out] = np.nan
+        wk = np.where(usable, w[:, None, None], np.float32(0))
+        wsum = wk.sum(axis=0)
+        spread = np.sqrt((wk ** 2 * np.where(usable, var, 0)).sum(axis=0)) / wsum
+        if method == "mean":
+            comb = (wk * np.where(usable, data, 0)).sum(axis=0) / wsum
+            unc = spread
+        else:
+            comb = bn.nanmedian(vals, axis=0)
+            unc = np.float32(1.2533) * spread
+    coverage = usable.sum(axis=0).astype(np.int16)
+    exposure = (usable * exptimes[:, None, None]).sum(axis=0)
+    covered = coverage > 0
+    return (np.where(covered, comb, np.nan), np.where(covered, unc, np.nan), coverage, rejected,
+            exposure)
