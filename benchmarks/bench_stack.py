@@ -9,10 +9,11 @@ bad column (flagged ``BADCOL``). The first frame is the reference.
 
 Variants, each in its own process, from file names to the combined image in memory:
 
-* ``ours``: what 07_stack does — `fitsio.read_product`, `register.find_stars`,
-  `register.register_frame` (the WCS refined by the stars), then every frame read again,
-  `stack.resample` (bilinear, variance and mask bits carried) and `stack.combine_stack`
-  (5 sigma of each value's own uncertainty about the median, snoise 0.1, weighted mean).
+* ``ours``: what 07_stack does — per frame `fitsio.read_product`, `register.find_stars`,
+  `register.register_frame` (the WCS refined by the stars) and `stack.resample`
+  (bilinear, variance and mask bits carried), then `stack.combine_stack` (5 sigma of each
+  value's own uncertainty about the median, snoise 0.1, weighted mean). The reference
+  is read twice (for its stars first), every other frame once.
 * ``astroalign``: ``CCDData.read``; ``astroalign.find_transform`` on the data;
   ``astroalign.apply_transform`` (scikit-image warp, cubic) on the data, on the
   uncertainty and on the mask (``propagate_mask``); ``ccdproc.combine(method='average',
@@ -155,16 +156,17 @@ def run_ours(paths):
     rx, ry, _ = register.find_stars(ref.data, mask=ref_bad)
     ref_wcs, shape = wcs_of(ref.header), ref.data.shape
     del ref
-    transforms = [register.Transform(method="reference")]
-    for path in paths[1:]:
+    transforms, resampled = [], []
+    for path in paths:                  # each file read once: registered, then resampled
         p = fitsio.read_product(path)
-        bad = (p.mask > 0) | ~np.isfinite(p.data)
-        x, y, _ = register.find_stars(p.data, mask=bad)
-        transforms.append(register.register_frame(np.c_[x, y], np.c_[rx, ry], wcs=wcs_of(p.header),
-                                                  ref_wcs=ref_wcs, shape=shape))
-    resampled = []
-    for path, t in zip(paths, transforms, strict=True):
-        p = fitsio.read_product(path)
+        if path == paths[0]:
+            t = register.Transform(method="reference")
+        else:
+            bad = (p.mask > 0) | ~np.isfinite(p.data)
+            x, y, _ = register.find_stars(p.data, mask=bad)
+            t = register.register_frame(np.c_[x, y], np.c_[rx, ry], wcs=wcs_of(p.header),
+                                        ref_wcs=ref_wcs, shape=shape)
+        transforms.append(t)
         f = 1.0 / float(p.header["EXPTIME"])
         resampled.append(stack.resample(p.data * f, (p.uncertainty * f) ** 2, p.mask, t, shape,
                                         exptime=float(p.header["EXPTIME"]), filter="R"))

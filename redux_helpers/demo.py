@@ -44,7 +44,7 @@ from astropy.wcs import WCS
 log = logging.getLogger(__name__)
 
 #: Bump when the demo's model changes, so stale demo folders are remade.
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,14 @@ DARK_EXPTIMES = (300.0, 900.0)
 FLAT_EXPTIME = 5.0
 CONT_SCALE = 0.08             # Ha-filter rate / R-filter rate of a continuum source
 LINE_IN_R = 0.9               # R-filter rate / Ha-filter rate of Halpha line photons
-HALPHA_CGS_PER_RATE = 7.7e-16  # erg/s/cm^2 of Halpha line per e-/s in the Ha filter
+# the filters' bandpasses (the manifest's `bandpasses`): the zero points are AB magnitudes,
+# so 1 e-/s in the Ha filter is f_lambda = 10**(-0.4 (ZP + 48.6)) c / pivot^2, and a line
+# inside the filter's effective width gives that times the width
+BANDPASSES = {"R": {"pivot_A": 6400.0, "width_A": 1500.0},
+              "Ha": {"pivot_A": 6563.0, "width_A": 75.0}}
+HALPHA_CGS_PER_RATE = (10 ** (-0.4 * (ZERO_POINT["Ha"] + 48.6)) * 2.99792458e18
+                       / BANDPASSES["Ha"]["pivot_A"] ** 2 * BANDPASSES["Ha"]["width_A"])
+# = 1.895e-16 erg/s/cm^2 of Halpha line per e-/s in the Ha filter
 GALAXY = {"ra": 245.4537, "dec": -2.2831, "pa_deg": 58.0, "inclination_deg": 55.0,
           "distance_mpc": 22.5}
 STD_FIELD = {"ra": 314.25, "dec": 0.35}
@@ -455,6 +462,7 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
         "saturate": SATURATE, "pixel_scale": PIXEL_SCALE, "zero_point": ZERO_POINT,
         "extinction": EXTINCTION, "sky_rate": SKY_RATE, "cont_scale": CONT_SCALE,
         "line_in_R": LINE_IN_R, "halpha_cgs_per_rate": HALPHA_CGS_PER_RATE,
+        "bandpasses": BANDPASSES,
         "galaxy": {**GALAXY, "x": night.xc, "y": night.yc, "scale_length_px": night.h},
         "dead_columns": night.dead_columns, "frames": frames,
         "trimmed_shape": [n, n],

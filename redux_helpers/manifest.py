@@ -60,11 +60,21 @@ TARGET_KEYS: dict[str, dict[str, Any]] = {
     "bad_rows": {"type": list, "items": int, "help": "1-based rows of the trimmed image"},
     "galaxy": {"type": dict,
                "keys": {"ra": NUMBER, "dec": NUMBER, "pa_deg": NUMBER,
-                        "inclination_deg": NUMBER, "distance_mpc": NUMBER},
-               "help": "the galaxy's centre, orientation and distance"},
+                        "inclination_deg": NUMBER, "distance_mpc": NUMBER,
+                        "x": NUMBER, "y": NUMBER},
+               "help": "the galaxy's centre (ra/dec, or x/y: 1-based pixels as DS9 shows "
+                       "them, for images without a WCS), orientation (PA east of north) "
+                       "and distance"},
     "standards": {"type": str, "path": "file", "help": "ECSV of standard stars"},
     "extinction": {"type": dict, "values": NUMBER, "help": "filter -> mag/airmass"},
-    "zero_point": {"type": dict, "values": NUMBER, "help": "filter -> mag"},
+    "zero_point": {"type": dict, "values": NUMBER,
+                   "help": "filter -> AB mag giving 1 e-/s above the atmosphere (no standards)"},
+    "bandpasses": {"type": dict, "values": dict,
+                   "help": "filter -> {pivot_A: ..., width_A: ...}: turns e-/s into erg/s/cm^2"},
+    "contsub": {"type": dict, "keys": {"scale": NUMBER, "line_in_continuum": NUMBER},
+                "help": "Halpha continuum subtraction: the continuum scale (else measured "
+                        "from stars) and the line's rate in the continuum filter per rate "
+                        "in the Halpha filter"},
     "muse": {"type": dict, "keys": {"halpha_map": str, "nebula_mask": str,
                                     "nebula_catalog": str, "cube": str},
              "help": "MUSE products"},

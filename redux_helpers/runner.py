@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Error types raised by redux for bad input: their message is all the user needs.
 USER_ERRORS = {"ReduxError", "FrameError", "ManifestError"}
+#: The first step that can run without raw frames (from stacks given in the manifest).
+FIRST_WITHOUT_RAW = "08_photometry"
 #: Parameters every notebook declares and the runner always sets.
 COMMON = ("target", "manifest", "products")
 
@@ -112,8 +114,8 @@ def check_parameters(params: dict, declared: dict[str, dict]) -> dict[str, dict]
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            msg = (f"unknown notebook parameter '{name}'{hint}: no notebook of this run "
-                   f"declares it; the parameters are: {', '.join(sorted(known))}")
+            msg = (f"unknown notebook parameter '{name}'{hint}: no notebook declares it; "
+                   f"the parameters are: {', '.join(sorted(known))}")
             raise ReduxError(msg)
         step, info = known[name]
         tname = str(info.get("inferred_type_name", "None"))
@@ -162,8 +164,23 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
         msg = f"products folder {products} is inside the raw folder {target.raw_dir}: raw data is never written; choose another --products"
         raise ReduxError(msg)
     steps = plan_steps(only=only, start=start, folder=folder)
+    if target.raw_dir is None:
+        # a target of already reduced images (stacks:, hst:, muse:) starts at 08
+        raw_steps = [s for s in steps if s < FIRST_WITHOUT_RAW]
+        if raw_steps and (only or start):
+            msg = (f"target '{target_name}' has no raw_dir: {', '.join(raw_steps)} need raw "
+                   f"frames; run from {FIRST_WITHOUT_RAW[:2]} on")
+            raise ReduxError(msg)
+        steps = [s for s in steps if s >= FIRST_WITHOUT_RAW]
+        if not steps:
+            msg = f"target '{target_name}' has no raw_dir and no step to run from 08 on"
+            raise ReduxError(msg)
     merged = {**(target.get("params") or {}), **(params or {})}
-    per_step = check_parameters(merged, {s: declared_parameters(s, folder) for s in steps})
+    # checked against every notebook of the chain: a target's manifest parameters (e.g.
+    # min_frames for 01-02) must not stop a run of later steps alone; a typo still does
+    everywhere = check_parameters(merged, {s: declared_parameters(s, folder)
+                                           for s in available_steps(folder)})
+    per_step = {s: everywhere[s] for s in steps}
     outdir = products / target_name / "notebooks"
     outdir.mkdir(parents=True, exist_ok=True)
     results = []

@@ -86,7 +86,7 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
         wx, wy = wx[None, :], wy[:, None]
 
         def take(a, dy, dx):
-            return a[np.ix_(y0c + dy, x0c + dx)]
+            return a.take(y0c + dy, axis=0).take(x0c + dx, axis=1)
     else:
         inside = in_x & in_y
         flat = y0c * w + x0c

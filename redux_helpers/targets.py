@@ -73,3 +73,28 @@ def demo_truth(target: Target):
     if "demo" not in target.settings:
         return None
     return demo.Truth(target.raw_dir.parent)
+
+
+def stack_path(target: Target, paths: Paths, filt: str, *, after: str = "09_hii_regions"):
+    """The best stack of one filter that exists before step ``after``, or None.
+
+    In order: 08's calibrated copy (with ``PHOTZP``/``PHOTFLAM`` in its header), 07's
+    stack, the manifest's ``stacks: {filter: file}`` (already reduced images, e.g. a
+    survey's coadds). A step only looks at products of the steps before it.
+    """
+    order = STEPS.index(after)
+    for step in ("08_photometry", "07_stack"):
+        if STEPS.index(step) < order:
+            p = paths.step(step) / f"stack_{filt}.fits"
+            if p.is_file():
+                return p
+    given = (target.get("stacks") or {}).get(filt)
+    if given:
+        p = Path(given)
+        if not p.is_absolute():
+            p = target.manifest.parent / p
+        if not p.is_file():
+            msg = f"{target.manifest}: stacks: {filt}: {p} does not exist; fix the path"
+            raise ReduxError(msg)
+        return p
+    return None
