@@ -1,5 +1,6 @@
 """What both benchmark scripts print about the code and the machine they measured."""
 
+import json
 import os
 import subprocess
 import sys
@@ -36,3 +37,18 @@ def interleaved(names, repeat, run, *, label="", loads=None):
             print(f"# {label}{v}: {runs[v][-1]}, load before {load:.2f}", file=sys.stderr)
     return {v: dict(rs[0], wall=min(r["wall"] for r in rs), cpu=min(r["cpu"] for r in rs),
                     rss_mb=max(r["rss_mb"] for r in rs)) for v, rs in runs.items()}
+
+
+def run_child(script, what, *args, echo_stderr=False):
+    """Run ``script --child what *args`` in a fresh process; return the JSON of its last line.
+
+    A fresh process per measured run: its time and peak memory are its own (Linux
+    carries a parent's RSS high-water mark into a forked child, not into a new one).
+    """
+    cmd = [sys.executable, str(Path(script).resolve()), "--child", what, *map(str, args)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"{what} failed:\n{p.stderr}")
+    if echo_stderr and p.stderr.strip():
+        print(p.stderr.strip(), file=sys.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1])

@@ -29,12 +29,10 @@ carries a spawning process's RSS high-water mark into the child.
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _common import interleaved, version_line
+from _common import interleaved, run_child, version_line
 
 HERE = Path(__file__).resolve().parent
 NY, NX, NIMG = 2048, 2080, 2048
@@ -148,12 +146,7 @@ def child(args):
 
 
 def spawn(what, n, args):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what, "--n", str(n),
-           "--work", str(args.work), "--variants", *args.variants]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        sys.exit(f"{what} with {n} frames failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_child(__file__, what, "--n", n, "--work", args.work, "--variants", *args.variants)
 
 
 def main():

@@ -18,12 +18,10 @@ carries a spawning process's RSS high-water mark into the child.
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _common import interleaved, version_line
+from _common import interleaved, run_child, version_line
 
 HERE = Path(__file__).resolve().parent
 SIZE, SKY, READ_NOISE, FWHM = 2048, 4500.0, 9.0, 3.2
@@ -100,12 +98,7 @@ def child(args):
 
 
 def spawn(what, args):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what,
-           "--work", str(args.work)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        sys.exit(f"{what} failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_child(__file__, what, "--work", args.work)
 
 
 def main():

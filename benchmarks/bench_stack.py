@@ -37,12 +37,10 @@ others.
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _common import interleaved, version_line
+from _common import interleaved, run_child, version_line
 
 HERE = Path(__file__).resolve().parent
 SIZE, N_FRAMES, N_STARS, N_CR = 2048, 10, 2500, 300
@@ -278,12 +276,7 @@ def child(args):
 
 
 def spawn(what, args):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what,
-           "--work", str(args.work)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        sys.exit(f"{what} failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_child(__file__, what, "--work", args.work)
 
 
 def main():

@@ -221,8 +221,9 @@ def local_background(data, x, y, *, r_in, r_out, bad=None):
 def _count_flagged(bad, aperture):
     """Flagged pixels that overlap each aperture at all; pixels off the image count."""
     out = []
+    flags = np.asarray(bad).astype(np.uint8)     # once, not once per star
     for m in aperture.to_mask(method="exact"):
-        cut = m.cutout(bad.astype(np.uint8), fill_value=1)
+        cut = m.cutout(flags, fill_value=1)
         out.append(0 if cut is None else int(((m.data > 0) & (cut > 0)).sum()))
     return np.array(out, int)
 

@@ -168,7 +168,8 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
         # a target of already reduced images (stacks:, hst:, muse:) starts at 08
         raw_steps = [s for s in steps if s < FIRST_WITHOUT_RAW]
         if raw_steps and (only or start):
-            msg = (f"target '{target_name}' has no raw_dir: {', '.join(raw_steps)} need raw "
+            verb = "needs" if len(raw_steps) == 1 else "need"
+            msg = (f"target '{target_name}' has no raw_dir: {', '.join(raw_steps)} {verb} raw "
                    f"frames; run from {FIRST_WITHOUT_RAW[:2]} on")
             raise ReduxError(msg)
         steps = [s for s in steps if s >= FIRST_WITHOUT_RAW]

@@ -51,3 +51,15 @@ def test_bad_step_selection_and_unknown_target(tmp_path):
 def test_targets_lists_the_repository_manifest():
     r = redux("targets", cwd=REPO)
     assert r.returncode == 0 and r.stdout.split()[0] == "demo"
+
+
+def test_a_target_without_raw_frames_cannot_run_the_raw_steps(tmp_path):
+    """A target of reduced images only (stacks:) starts at 08; asking for 00 is refused."""
+    img = tmp_path / "r.fits"
+    img.write_bytes(b"")
+    m = write_manifest(tmp_path / "m.yaml", {"coadds": {"stacks": {"R": "r.fits"}}})
+    r = redux("run", "coadds", "--manifest", str(m), "--products", str(tmp_path / "p"),
+              "--only", "00,08")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "has no raw_dir: 00_inspect needs raw frames; run from 08 on" in r.stderr
+    assert not (tmp_path / "p" / "coadds" / "notebooks").exists()
