@@ -7,11 +7,15 @@ The steps, in the order a notebook runs them:
 2. `subtract_continuum`: the pure line image, ``(Hα - s R) / (1 - s q)``, with its
    uncertainty; the ``1 - s q`` puts back the line light that the broad band also
    contains and that ``s R`` took away.
+   For the search that follows (with `photometry.uncertainty_from_sky` for images made
+   elsewhere and `photometry.seeing_fwhm` for the stars' FWHM): `saturated_cores`, `star_radii`, `residual_radius` and `discs` (what to leave out
+   of the search: the residuals of stars, saturated ones included, and of a nucleus),
+   `light_centre` and `galaxy_extent` (a galaxy's centre and extent from its light).
 3. The galaxy's geometry: `north_angle`, `galaxy_frame` (deprojected galactocentric
    radius of any pixel), `deproject_image` (the galaxy seen face on) and `check_galaxy`
    (the manifest's galaxy against the image).
 4. `find_regions`: segmentation of the line image (photutils) and photometry of each
-   region.
+   region; `region_sums` adds up another image (the continuum) in the same apertures.
 5. `catalogue`: sky positions, galactocentric radii, sizes in pc, fluxes in
    erg s⁻¹ cm⁻², luminosities; `write_ds9` and `bubble_charts` to look at it.
 
@@ -231,60 +235,6 @@ def _same_shape(**arrays):
 
 
 # ---- 2b. images without an uncertainty, the seeing, what is left of the stars ------------
-def sky_uncertainty(data, *, gain=None, mask=None, light=None, boxes=4):
-    """Sky level, its noise and a 1-sigma uncertainty image, for an image that has none.
-
-    The image is cut into ``boxes`` x ``boxes`` boxes; in each, the sigma-clipped
-    (3 sigma) median and standard deviation of the unflagged pixels are measured, and
-    the box with the faintest median gives the sky and its noise: in an image that a
-    galaxy fills, the whole image's median is galaxy light, and its faintest part is
-    the best guess of empty sky. A source adds its Poisson noise, ``light / gain``
-    (``light`` defaults to ``data - sky``, negative values counting as zero), when
-    ``gain`` is known: the number of electrons per unit of the image (e-/ADU, or e-/ADU
-    x seconds for a count-rate image, SWarp's effective ``GAIN``). Without a gain the
-    uncertainty is the sky's everywhere, and bright sources' errors come out too small.
-
-    Returns
-    -------
-    uncertainty : ndarray
-        Same shape as ``data``; NaN where ``data`` is.
-    sky, sky_rms : float
-        The sky level (not subtracted here) and its per-pixel noise.
-    """
-    data = np.asarray(data, dtype=np.float64)
-    good = np.isfinite(data)
-    if mask is not None:
-        good &= np.asarray(mask) == 0
-    if good.sum() < 100:
-        msg = f"only {int(good.sum())} usable pixels: too few to measure the sky's noise"
-        raise ReduxError(msg)
-    ny, nx = data.shape
-    best = None
-    for ys in np.array_split(np.arange(ny), boxes):
-        for xs in np.array_split(np.arange(nx), boxes):
-            cut = data[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1][good[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]]
-            if cut.size < 50:
-                continue
-            _, med, std = sigma_clipped_stats(cut, sigma=3.0, maxiters=10)
-            if best is None or med < best[0]:
-                best = (float(med), float(std))
-    if best is None:
-        _, med, std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=10)
-        best = (float(med), float(std))
-    sky, rms = best
-    var = np.full(data.shape, rms ** 2)
-    if gain is not None:
-        gain = float(gain)
-        if not (np.isfinite(gain) and gain > 0):
-            msg = f"gain must be positive; got {gain!r}"
-            raise ReduxError(msg)
-        src = data - sky if light is None else np.asarray(light, dtype=np.float64)
-        var = var + np.clip(np.nan_to_num(src), 0.0, None) / gain
-    unc = np.sqrt(var)
-    unc[~np.isfinite(data)] = np.nan
-    return unc, sky, rms
-
-
 def galaxy_extent(image, x0, y0, *, sky_rms, smooth=10.0, nsigma=3.0, bad=None):
     """The galaxy's pixels: its light, smoothed, above the sky's noise and joined to its centre.
 
@@ -312,111 +262,6 @@ def galaxy_extent(image, x0, y0, *, sky_rms, smooth=10.0, nsigma=3.0, bad=None):
     if labels[iy, ix] == 0:
         return None
     return ndimage.binary_fill_holes(labels == labels[iy, ix])
-
-
-def seeing_fwhm(data, uncertainty, mask=None, *, guess=3.5, nsigma=10.0, max_stars=30):
-    """The seeing: median FWHM (pixels) of Gaussians fitted to bright, clean, isolated stars.
-
-    Stars are found with `photometry.detect_stars` at ``nsigma`` with a kernel of
-    ``guess`` pixels (then 1.5, 2 and 0.7 times it, and all again at ``nsigma / 2``,
-    until 3 usable stars turn up: a kernel far from the stars' size misses them). A star
-    is used when it is neither flagged nor saturated, point-like (DAOFIND sharpness
-    0.4-1, roundness within ±0.5: a galaxy's knots and bulge are softer), isolated (no
-    other detection within 4 kernel FWHM) and 3 FWHM from the edges. Each is fitted
-    (`photutils.psf.fit_fwhm`) on its cut-out less the median of a ring around it, so
-    that a star on a galaxy's light is not made wider by it; the fits are repeated once
-    with a fitting box sized for the first median when that differs from the kernel by
-    more than 30 %. With 6 or more fits, the sharper half is kept, and in it the largest
-    group of values within 15 % of each other: a galaxy's compact knots can pass every
-    test above, but they are wider than the seeing, never sharper, and differ from
-    each other, while the stars all share the seeing (on a clean field of stars this is
-    ~1 % below the plain median).
-
-    Returns
-    -------
-    fwhm : float
-        The median; ``guess`` when no star could be measured.
-    n_stars : int
-        How many fits the median is taken of (0: the guess was returned).
-    """
-    from .photometry import detect_stars
-
-    data = np.asarray(data, dtype=np.float64)
-    guess = float(guess)
-    if not (np.isfinite(guess) and guess > 0):
-        msg = f"the FWHM guess must be a positive number of pixels; got {guess!r}"
-        raise ReduxError(msg)
-    bad = ~np.isfinite(data) if mask is None else (~np.isfinite(data) | (np.asarray(mask) > 0))
-    clean = np.where(bad, 0.0, data)
-    ny, nx = data.shape
-
-    def usable_stars(f, threshold):
-        found = detect_stars(data, uncertainty, mask, fwhm=f, nsigma=threshold)
-        ok = found[~found["flagged"] & ~found["saturated"]
-                   & (found["sharpness"] > 0.4) & (found["sharpness"] < 1.0)
-                   & (np.abs(found["roundness1"]) < 0.5) & (np.abs(found["roundness2"]) < 0.5)]
-        if len(ok) > 1:
-            d = np.hypot(found["x"][:, None] - ok["x"][None], found["y"][:, None] - ok["y"][None])
-            d[d == 0] = np.inf
-            ok = ok[d.min(axis=0) > 4 * f]
-        edge = 3 * f
-        inside = (ok["x"] > edge) & (ok["x"] < nx - 1 - edge) & (ok["y"] > edge) \
-            & (ok["y"] < ny - 1 - edge)
-        return ok[inside][:max_stars]
-
-    def fit(stars, f):
-        from photutils.psf import fit_fwhm
-
-        half = int(math.ceil(1.5 * f))
-        ring_in, ring_out = 3.0 * f, 4.0 * f
-        values = []
-        for x, y in zip(stars["x"], stars["y"], strict=True):
-            r = int(math.ceil(ring_out)) + 1
-            x0, x1 = max(int(round(x)) - r, 0), min(int(round(x)) + r + 1, nx)
-            y0, y1 = max(int(round(y)) - r, 0), min(int(round(y)) + r + 1, ny)
-            yy, xx = np.mgrid[y0:y1, x0:x1]
-            rr = np.hypot(xx - x, yy - y)
-            ring = (rr >= ring_in) & (rr <= ring_out) & ~bad[y0:y1, x0:x1]
-            if ring.sum() < 8:
-                continue
-            cut = clean[y0:y1, x0:x1] - np.median(clean[y0:y1, x0:x1][ring])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    v = fit_fwhm(cut, mask=bad[y0:y1, x0:x1], xypos=[(x - x0, y - y0)],
-                                 fit_shape=2 * half + 1)
-                except (ValueError, RuntimeError):
-                    continue
-            values.append(float(np.atleast_1d(v)[0]))
-        values = np.sort(np.array(values))
-        values = values[np.isfinite(values) & (values > 0.8) & (values < 4 * f)]
-        if values.size < 3:
-            return None, 0
-        if values.size >= 6:        # the sharper half: knots that pass for stars are wider
-            values = values[: int(math.ceil(values.size / 2))]
-            # ... and in it the tightest group (within 15 %): the stars all share the seeing
-            counts = [int(np.sum(values <= 1.15 * v)) - i for i, v in enumerate(values)]
-            i = int(np.argmax(counts))
-            if counts[i] >= 3:
-                values = values[i:i + counts[i]]
-        return float(np.median(values)), int(values.size)
-
-    for threshold in (nsigma, nsigma / 2.0):
-        for f in (guess, 1.5 * guess, 2.0 * guess, 0.7 * guess):
-            stars = usable_stars(f, threshold)
-            if len(stars) < 3:
-                continue
-            value, n = fit(stars, f)
-            if value is None:
-                continue
-            if abs(value / f - 1) > 0.3:          # a box sized for the stars, once
-                again, n2 = fit(stars, value)
-                if again is not None:
-                    value, n = again, n2
-            log.info("seeing %.2f px from %d stars (guess %.2f)", value, n, guess)
-            return value, n
-    log.warning("seeing_fwhm: no 3 clean isolated stars; keeping the guess %.2f px", guess)
-    return guess, 0
 
 
 def saturated_cores(bad, image, *, min_level, min_area=2, max_area=2000):

@@ -27,10 +27,12 @@ aperture gets a NaN flux and a count of those pixels, and the caller decides.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 
 from . import masks
@@ -669,29 +671,184 @@ def line_flux_per_rate(zp_ab, pivot_A, width_A):
     return photflam(zp_ab, pivot_A) * np.asarray(width_A, float)
 
 
-def uncertainty_from_sky(data, *, gain=None, mask=None):
-    """An uncertainty plane for an image that has none (a survey's coadd, an old image).
+def uncertainty_from_sky(data, *, gain=None, mask=None, light=None, boxes=4):
+    """Sky level, its noise and a 1-sigma uncertainty image, for an image that has none.
 
-    The sky's own scatter (sigma-clipped standard deviation of the whole image: the
-    sky's photon noise and the read noise, as they are) in every pixel, plus the photon
-    noise of the sources above the sky where ``gain`` (electrons per data unit; for a
-    SWarp coadd in count rates, its ``GAIN`` keyword, the gain times the exposure
-    time) says how many electrons they are. Without a gain, sources get the sky's
-    noise only: their errors are then too small, and bright stars' most of all.
+    The image is cut into ``boxes`` x ``boxes`` boxes; in each, the sigma-clipped
+    (3 sigma) median and standard deviation of the unflagged pixels are measured, and
+    the box with the faintest median gives the sky and its noise: in an image that a
+    galaxy fills, the whole image's median is galaxy light, and its faintest part is
+    the best guess of empty sky. A source adds its Poisson noise, ``light / gain``
+    (``light`` defaults to ``data - sky``, negative values counting as zero), when
+    ``gain`` is known: the number of electrons per unit of the image (e-/ADU, or e-/ADU
+    x seconds for a count-rate image, SWarp's effective ``GAIN``). Without a gain the
+    uncertainty is the sky's everywhere, and bright sources' errors come out too small.
 
-    Returns (uncertainty, sky level, sky rms).
+    Returns
+    -------
+    uncertainty : ndarray
+        Same shape as ``data``; NaN where ``data`` is.
+    sky, sky_rms : float
+        The sky level (not subtracted here) and its per-pixel noise.
     """
-    from astropy.stats import sigma_clipped_stats
-
-    data = np.asarray(data, float)
-    bad = ~np.isfinite(data)
+    data = np.asarray(data, dtype=np.float64)
+    good = np.isfinite(data)
     if mask is not None:
-        bad |= np.asarray(mask) > 0
-    if bad.all():
-        msg = "the image has no finite, unflagged pixel: its noise can't be measured"
+        good &= np.asarray(mask) == 0
+    if good.sum() < 100:
+        msg = f"only {int(good.sum())} usable pixels: too few to measure the sky's noise"
         raise ReduxError(msg)
-    _, sky, rms = sigma_clipped_stats(data, mask=bad, sigma=3.0, maxiters=10)
+    ny, nx = data.shape
+    best = None
+    for ys in np.array_split(np.arange(ny), boxes):
+        for xs in np.array_split(np.arange(nx), boxes):
+            cut = data[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1][good[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]]
+            if cut.size < 50:
+                continue
+            _, med, std = sigma_clipped_stats(cut, sigma=3.0, maxiters=10)
+            if best is None or med < best[0]:
+                best = (float(med), float(std))
+    if best is None:
+        _, med, std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=10)
+        best = (float(med), float(std))
+    sky, rms = best
     var = np.full(data.shape, rms ** 2)
-    if gain is not None and float(gain) > 0:
-        var += np.clip(np.nan_to_num(data - sky), 0, None) / float(gain)
-    return np.sqrt(var).astype(np.float32), float(sky), float(rms)
+    if gain is not None:
+        gain = float(gain)
+        if not (np.isfinite(gain) and gain > 0):
+            msg = f"gain must be positive; got {gain!r}"
+            raise ReduxError(msg)
+        src = data - sky if light is None else np.asarray(light, dtype=np.float64)
+        var = var + np.clip(np.nan_to_num(src), 0.0, None) / gain
+    unc = np.sqrt(var)
+    unc[~np.isfinite(data)] = np.nan
+    return unc, sky, rms
+
+
+def seeing_fwhm(data, uncertainty, mask=None, *, guess=3.5, nsigma=10.0, max_stars=30,
+                positions=None):
+    """The seeing: median FWHM (pixels) of Gaussians fitted to bright, clean, isolated stars.
+
+    Stars are found with `photometry.detect_stars` at ``nsigma`` with a kernel of
+    ``guess`` pixels (then 1.5, 2 and 0.7 times it, and all again at ``nsigma / 2``,
+    until 3 usable stars turn up: a kernel far from the stars' size misses them). A star
+    is used when it is neither flagged nor saturated, point-like (DAOFIND sharpness
+    0.2-1, roundness within ±0.5), isolated (no other detection within 4 kernel FWHM)
+    and 3 FWHM from the edges. With ``positions`` (x, y of stars found on another image
+    of the same grid, e.g. the `seeing_fwhm` stars of the continuum stack), those are
+    fitted instead: an Hα image's HII regions then can't pass for stars. Each is fitted
+    with `fit_fwhms` (on its cut-out less a ring's median); the fits are repeated once
+    with a fitting box sized for the first median when that differs from the kernel by
+    more than 30 %. With 6 or more fits, the sharper half is kept, and in it the largest
+    group of values within 15 % of each other: a galaxy's compact knots can pass every
+    test above, but they are wider than the seeing, never sharper, and differ from
+    each other, while the stars all share the seeing (on a clean field of stars this is
+    ~1 % below the plain median).
+
+    Returns
+    -------
+    fwhm : float
+        The median; ``guess`` when no star could be measured.
+    n_stars : int
+        How many fits the median is taken of (0: the guess was returned).
+    positions : ndarray
+        (n, 2) x, y of the stars fitted (empty when none), for another image's call.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    guess = float(guess)
+    if not (np.isfinite(guess) and guess > 0):
+        msg = f"the FWHM guess must be a positive number of pixels; got {guess!r}"
+        raise ReduxError(msg)
+    ny, nx = data.shape
+
+    def usable_stars(f, threshold):
+        found = detect_stars(data, uncertainty, mask, fwhm=f, nsigma=threshold)
+        ok = found[~found["flagged"] & ~found["saturated"]
+                   & (found["sharpness"] > 0.2) & (found["sharpness"] < 1.0)
+                   & (np.abs(found["roundness1"]) < 0.5) & (np.abs(found["roundness2"]) < 0.5)]
+        if len(ok) > 1:
+            d = np.hypot(found["x"][:, None] - ok["x"][None], found["y"][:, None] - ok["y"][None])
+            d[d == 0] = np.inf
+            ok = ok[d.min(axis=0) > 4 * f]
+        edge = 3 * f
+        inside = (ok["x"] > edge) & (ok["x"] < nx - 1 - edge) & (ok["y"] > edge) \
+            & (ok["y"] < ny - 1 - edge)
+        return ok[inside][:max_stars]
+
+    def fit(stars, f):
+        values = np.sort(fit_fwhms(data, stars["x"], stars["y"], fwhm=f, mask=mask))
+        values = values[np.isfinite(values) & (values > 0.8) & (values < 4 * f)]
+        if values.size < 3:
+            return None, 0
+        if values.size >= 6:        # the sharper half: knots that pass for stars are wider
+            values = values[: int(math.ceil(values.size / 2))]
+            # ... and in it the tightest group (within 15 %): the stars all share the seeing
+            counts = [int(np.sum(values <= 1.15 * v)) - i for i, v in enumerate(values)]
+            i = int(np.argmax(counts))
+            if counts[i] >= 3:
+                values = values[i:i + counts[i]]
+        return float(np.median(values)), int(values.size)
+
+    if positions is not None:
+        xy = np.asarray(positions, float).reshape(-1, 2)
+        tries = [({"x": xy[:, 0], "y": xy[:, 1]}, guess)]
+    else:
+        tries = ((usable_stars(f, threshold), f) for threshold in (nsigma, nsigma / 2.0)
+                 for f in (guess, 1.5 * guess, 2.0 * guess, 0.7 * guess))
+    for stars, f in tries:
+        if len(stars["x"]) < 3:
+            continue
+        value, n = fit(stars, f)
+        if value is None:
+            continue
+        if abs(value / f - 1) > 0.3:          # a box sized for the stars, once
+            again, n2 = fit(stars, value)
+            if again is not None:
+                value, n = again, n2
+        log.info("seeing %.2f px from %d stars (guess %.2f)", value, n, guess)
+        return value, n, np.c_[np.asarray(stars["x"], float), np.asarray(stars["y"], float)]
+    log.warning("seeing_fwhm: no 3 clean isolated stars; keeping the guess %.2f px", guess)
+    return guess, 0, np.zeros((0, 2))
+
+
+def fit_fwhms(data, x, y, *, fwhm, mask=None):
+    """The FWHM (pixels) of a circular Gaussian fitted to the source at each (x, y).
+
+    Each source is fitted (`photutils.psf.fit_fwhm`, a box of 2 ceil(1.5 ``fwhm``) + 1
+    pixels) on its cut-out less the median of a ring 3-4 ``fwhm`` around it, so that a
+    star on a galaxy's light is not made wider by it. A star is as wide as the seeing;
+    an HII region, a knot or a bump of a spiral arm is wider. NaN where the fit fails
+    or the ring has fewer than 8 usable pixels.
+    """
+    from photutils.psf import fit_fwhm
+
+    data = np.asarray(data, dtype=np.float64)
+    bad = ~np.isfinite(data) if mask is None else (~np.isfinite(data) | (np.asarray(mask) > 0))
+    clean = np.where(bad, 0.0, data)
+    ny, nx = data.shape
+    f = float(fwhm)
+    half = int(math.ceil(1.5 * f))
+    ring_in, ring_out = 3.0 * f, 4.0 * f
+    x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+    out = np.full(x.shape, np.nan)
+    for k, (cx, cy) in enumerate(zip(x, y, strict=True)):
+        r = int(math.ceil(ring_out)) + 1
+        x0, x1 = max(int(round(cx)) - r, 0), min(int(round(cx)) + r + 1, nx)
+        y0, y1 = max(int(round(cy)) - r, 0), min(int(round(cy)) + r + 1, ny)
+        if x1 - x0 < 2 * half + 1 or y1 - y0 < 2 * half + 1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        rr = np.hypot(xx - cx, yy - cy)
+        ring = (rr >= ring_in) & (rr <= ring_out) & ~bad[y0:y1, x0:x1]
+        if ring.sum() < 8:
+            continue
+        cut = clean[y0:y1, x0:x1] - np.median(clean[y0:y1, x0:x1][ring])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                v = fit_fwhm(cut, mask=bad[y0:y1, x0:x1], xypos=[(cx - x0, cy - y0)],
+                             fit_shape=2 * half + 1)
+            except (ValueError, RuntimeError):
+                continue
+        out[k] = float(np.atleast_1d(v)[0])
+    return out

@@ -473,3 +473,65 @@ def test_bubble_charts(axis_regions, tmp_path):
     np.testing.assert_allclose(fig3.data[0].z, np.log10(lum), rtol=1e-12)
     np.testing.assert_allclose(fig2.data[0].marker.color, cat["r_gal_kpc"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.html", "map3d.html"]
+
+
+# ---- helpers added for notebook 09 ----------------------------------------------------------
+SEEING = 3.2
+SIG = SEEING / (2 * math.sqrt(2 * math.log(2)))
+
+
+def test_saturated_cores_are_holes_ringed_by_light():
+    image = demo._gauss_stamps(np.zeros((100, 100)), [40.3], [60.7], [1e5], SIG)
+    bad = image > 2000.0                        # the saturated core
+    bad[:, :3] = True                           # a no-data border: not a star
+    bad[10:12, 80:82] = True                    # a hole on empty sky: not a star
+    x, y, area, edge = hii.saturated_cores(bad, image, min_level=10.0)
+    assert len(x) == 1 and (x[0], y[0]) == pytest.approx((40.3, 60.7), abs=0.3)
+    assert area[0] == (image > 2000).sum() and edge[0] > 300
+
+
+def test_star_radii_is_where_a_gaussian_falls_below_the_noise():
+    r = hii.star_radii([100.0, 0.5, -3.0, np.nan], 1.0, fwhm=SEEING, pad=3.0)
+    assert r[0] == pytest.approx(SIG * math.sqrt(2 * math.log(100.0)) + 3.0)
+    assert r[1] == r[2] == 3.0 and np.isnan(r[3])
+    assert hii.star_radii(10.0, 1.0, fwhm=SEEING, core=4.0, pad=0.0)[0] == pytest.approx(
+        math.sqrt(16 + 2 * SIG ** 2 * math.log(10.0)))
+    image = demo._gauss_stamps(np.zeros((60, 60)), [30.0], [30.0], [2 * math.pi * SIG ** 2 * 100],
+                               SIG)
+    mask = hii.discs(image.shape, [30.0], [30.0], hii.star_radii(100.0, 1.0, fwhm=SEEING, pad=0))
+    assert image[~mask].max() <= 1.05 and image[mask].min() >= 0.9
+
+
+def test_residual_radius_and_light_centre():
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:120, 0:120]
+    bump = 5.0 * np.exp(-np.hypot(xx - 61.2, yy - 58.6) ** 2 / (2 * 6.0 ** 2))
+    line = bump + rng.normal(0.0, 1.0, bump.shape)
+    r = hii.residual_radius(line, np.ones_like(line), 61.2, 58.6, r_max=40)
+    # |bump + noise| has a median below the noise where bump < ~0.6 sigma: r ~ 6 sqrt(2 ln(5/0.6))
+    assert 9 <= r <= 15
+    assert hii.residual_radius(rng.normal(0, 1, bump.shape), np.ones_like(line), 60, 60,
+                               r_max=40) <= 2
+    assert hii.light_centre(bump * 100 + rng.normal(0, 1, bump.shape)) == pytest.approx((61, 59), abs=1)
+
+
+def test_galaxy_extent_is_the_galaxy_not_the_star():
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:200, 0:200]
+    image = 50.0 * np.exp(-np.hypot(xx - 70, yy - 70) / 12.0)
+    demo._gauss_stamps(image, [170.0], [170.0], [5e4], SIG)
+    image += rng.normal(0.0, 1.0, image.shape)
+    ext = hii.galaxy_extent(image, 70, 70, sky_rms=1.0, smooth=5.0, nsigma=3.0)
+    assert ext[70, 70] and ext[70, 110] and not ext[170, 170] and not ext[10, 190]
+    assert hii.galaxy_extent(image, 10, 190, sky_rms=1.0, smooth=5.0) is None
+
+
+def test_region_sums_are_the_kron_sums_of_find_regions():
+    rng = np.random.default_rng(5)
+    image = demo._gauss_stamps(np.zeros((150, 150)), [40.2, 100.7], [50.3, 90.1], [200.0, 80.0],
+                               [2.0, 1.6])
+    image += rng.normal(0.0, 0.02, image.shape)
+    unc = np.full(image.shape, 0.02)
+    segm, t = hii.find_regions(image, unc)
+    assert np.allclose(hii.region_sums(image, segm, image, unc), t["flux"], rtol=1e-6)
+    assert np.allclose(hii.region_sums(2 * image, segm, image, unc), 2 * t["flux"], rtol=1e-6)
