@@ -855,8 +855,11 @@ def _measure(line, unc, bad, segm, significance):
     area = np.asarray(cat.segment_area.value, float)
     snr_pix = np.zeros_like(line)
     np.divide(line, unc, out=snr_pix, where=~bad)
-    peak = ndimage.maximum(snr_pix, labels=segm.data, index=labels)
-    det = ndimage.maximum(significance, labels=segm.data, index=labels)
+    # only the labelled pixels (a fraction of a per cent): ndimage sorts what it is given
+    inside = segm.data > 0
+    seg = segm.data[inside]
+    peak = ndimage.maximum(snr_pix[inside], labels=seg, index=labels)
+    det = ndimage.maximum(significance[inside], labels=seg, index=labels)
     flagged = [_flagged(ap, bad) for ap in cat.kron_aperture]
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = flux / flux_err
@@ -952,8 +955,8 @@ def catalogue(regions, *, wcs=None, galaxy=None, pixel_scale_arcsec=None,
         add("dec", dec, u.deg, "declination of the centroid")
     dist = None
     if galaxy is not None:
-        x0, y0 = check_galaxy(galaxy, t.meta.get("image_shape"), wcs,
-                              need_distance=flux_per_rate is not None)
+        # a flux in erg/s/cm^2 needs no distance; luminosities come only with one
+        x0, y0 = check_galaxy(galaxy, t.meta.get("image_shape"), wcs)
         _, _, r = galaxy_frame(x, y, x0, y0, galaxy["pa_deg"], galaxy["inclination_deg"],
                                wcs=wcs)
         add("r_gal_px", r, u.pix, "deprojected galactocentric radius")

@@ -430,8 +430,11 @@ def test_catalogue_by_hand(axis_regions):
     plain = hii.catalogue(t)
     assert plain.colnames == t.colnames
     no_distance = {k: v for k, v in demo.GALAXY.items() if k != "distance_mpc"}
-    with pytest.raises(ReduxError, match="distance_mpc"):
-        hii.catalogue(t, wcs=wcs, galaxy=no_distance, flux_per_rate=per_rate)
+    fluxes_only = hii.catalogue(t, wcs=wcs, galaxy=no_distance, flux_per_rate=per_rate)
+    assert "luminosity" not in fluxes_only.colnames        # no distance, no luminosity
+    np.testing.assert_allclose(fluxes_only["flux_cgs"], cat["flux_cgs"], rtol=1e-12)
+    with pytest.raises(ReduxError, match="distance_mpc must be positive"):
+        hii.catalogue(t, wcs=wcs, galaxy={**demo.GALAXY, "distance_mpc": 0}, flux_per_rate=per_rate)
 
 
 def test_write_ds9_round_trip(axis_regions, tmp_path):

@@ -412,3 +412,64 @@ def test_no_standards_falls_back_to_the_manifest_zero_point(chain, tmp_path):
     assert by["Ha"]["source"] == "none" and "instrumental" in by["Ha"]["note"]
     assert not (dst / "08_photometry" / "stack_Ha.fits").exists()
     assert fits.getheader(dst / "08_photometry" / "stack_R.fits")["PHOTZP"] == 24.9
+
+
+def _rerun_08(chain, tmp_path, *, edit_manifest=None, edit_products=None, params=None):
+    """08 alone on a copy of the chain's products, with the manifest or products edited."""
+    products, _, manifest = chain
+    dst = tmp_path / "products" / "demo"
+    shutil.copytree(products, dst, ignore=shutil.ignore_patterns("08_photometry", "notebooks"))
+    doc = yaml.safe_load(manifest.read_text())
+    if edit_manifest:
+        edit_manifest(doc["targets"]["demo"])
+    m = tmp_path / "m.yaml"
+    m.write_text(yaml.safe_dump(doc))
+    if edit_products:
+        edit_products(dst)
+    run_target("demo", manifest=m, products=tmp_path / "products", only="08", html=False,
+               params=params)
+    zp = fitsio.read_table(dst / "08_photometry" / "zeropoints.ecsv")
+    return {r["filter"]: r for r in zp}
+
+
+def test_standards_all_at_one_airmass_use_the_manifest_extinction(chain, tmp_path):
+    """One airmass can't give k: the manifest's is used, said, and the ZP still comes out."""
+    _, truth, _ = chain
+
+    def one_airmass(dst):
+        inv = fitsio.read_table(dst / "00_inspect" / "inventory.ecsv")
+        inv["airmass"][inv["frametype"] == "standard"] = 1.6
+        fitsio.write_table(inv, dst / "00_inspect" / "inventory.ecsv")
+
+    zp = _rerun_08(chain, tmp_path, edit_products=one_airmass)
+    for f in ("R", "Ha"):
+        assert zp[f]["source"] == "standards" and not zp[f]["k_fitted"]
+        assert zp[f]["k"] == truth["extinction"][f] and "not fitted" in zp[f]["note"]
+        # the true airmasses average 1.63, so the ZP is off by k x 0.03 at most
+        assert abs(zp[f]["zp"] - truth["zero_point"][f]) < 0.02
+
+
+def test_standards_missing_from_the_field_fall_back(chain, tmp_path):
+    """A catalogue whose stars are a degree away pairs with nothing: no fit, the manifest ZP."""
+    from astropy.table import Table
+
+    def elsewhere(target):
+        cat = Table.read(target["standards"])
+        cat["dec"] += 1.0
+        path = tmp_path / "far_standards.ecsv"
+        cat.write(path)
+        target["standards"] = str(path)
+        target["zero_point"] = {"Ha": 22.4}
+
+    zp = _rerun_08(chain, tmp_path, edit_manifest=elsewhere)
+    assert zp["Ha"]["source"] == "manifest" and zp["Ha"]["zp"] == 22.4
+    assert zp["R"]["source"] == "none"
+
+
+def test_no_stars_found_is_a_clear_error(chain, tmp_path):
+    from redux_helpers.errors import ReduxError
+
+    with pytest.raises(ReduxError, match=r"08_photometry: no star found on the R stack above "
+                                         r"1000000.0 sigma: lower phot_nsigma"):
+        _rerun_08(chain, tmp_path, params={"phot_nsigma": 1e6})
+    assert not (tmp_path / "products" / "demo" / "08_photometry" / "stars.ecsv").exists()
