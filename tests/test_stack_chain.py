@@ -473,3 +473,15 @@ def test_no_stars_found_is_a_clear_error(chain, tmp_path):
                                          r"1000000.0 sigma: lower phot_nsigma"):
         _rerun_08(chain, tmp_path, params={"phot_nsigma": 1e6})
     assert not (tmp_path / "products" / "demo" / "08_photometry" / "stars.ecsv").exists()
+
+
+def test_colour_term_is_fitted_and_applied(chain, tmp_path):
+    """With colour_term, R and Ha get a colour term (the demo has none: ~0) and the same ZP."""
+    _, truth, _ = chain
+    zp = _rerun_08(chain, tmp_path, params={"colour_term": True})
+    for f in ("R", "Ha"):
+        assert np.isfinite(zp[f]["colour_term"]) and abs(zp[f]["colour_term"]) < 0.05
+        assert abs(zp[f]["zp"] - truth["zero_point"][f]) < 0.02
+    cat = fitsio.read_table(tmp_path / "products" / "demo" / "08_photometry" / "stars.ecsv")
+    bright = (cat["snr_R"] > 50) & (cat["snr_Ha"] > 50) & ~cat["flagged"]
+    assert np.all(np.isfinite(cat["mag_R"][bright])) and np.all(np.isfinite(cat["mag_Ha"][bright]))
