@@ -786,12 +786,7 @@ def find_regions(line, line_unc, mask=None, *, nsigma=5.0, npixels=5, fwhm=3.2,
 
     line, unc = np.asarray(line, float), np.asarray(line_unc, float)
     _same_shape(line=line, line_unc=unc, mask=mask, exclude=exclude)
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(line) & np.isfinite(unc) & (unc > 0))
-    if mask is not None:
-        bad |= np.asarray(mask) > 0
-    if exclude is not None:
-        bad |= np.asarray(exclude, bool)
+    bad = _unusable(line, unc, mask, exclude)
     meta = {"nsigma": nsigma, "npixels": npixels, "fwhm": fwhm, "deblend": deblend,
             "image_shape": list(line.shape),
             "flux_method": f"Kron aperture {KRON_PARAMS}, neighbours mirrored"}
@@ -870,6 +865,17 @@ def _measure(line, unc, bad, segm, significance):
              "flagged_px": flagged[i]} for i, lab in enumerate(labels)]
 
 
+def _unusable(line, unc, mask, exclude):
+    """Pixels no region may use: NaN, no positive uncertainty, flagged, or excluded."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(line) & np.isfinite(unc) & (unc > 0))
+    if mask is not None:
+        bad |= np.asarray(mask) > 0
+    if exclude is not None:
+        bad |= np.asarray(exclude, bool)
+    return bad
+
+
 def region_sums(image, segm, line, line_unc, mask=None, *, exclude=None):
     """Sum of ``image`` in each region's Kron aperture, the one its line flux was measured in.
 
@@ -885,12 +891,7 @@ def region_sums(image, segm, line, line_unc, mask=None, *, exclude=None):
     line, unc = np.asarray(line, float), np.asarray(line_unc, float)
     image = np.asarray(image, float)
     _same_shape(image=image, line=line, line_unc=unc, mask=mask, exclude=exclude)
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(line) & np.isfinite(unc) & (unc > 0))
-    if mask is not None:
-        bad |= np.asarray(mask) > 0
-    if exclude is not None:
-        bad |= np.asarray(exclude, bool)
+    bad = _unusable(line, unc, mask, exclude)
     if segm is None:
         return np.zeros(0)
     cat = SourceCatalog(line, segm, error=unc, mask=bad, kron_params=KRON_PARAMS,
