@@ -179,6 +179,15 @@ def from_dark(superdark, *, mask=None, nsigma=5.0, size=5):
     return ~ignore & (dev > nsigma * scatter)
 
 
+def _same_shape(mask, shape, what):
+    """``mask`` as a bool array of ``shape``; ValueError naming ``what`` otherwise."""
+    mask = np.asarray(mask, bool)
+    if mask.shape != shape:
+        msg = f"{what} has shape {mask.shape}, expected {shape}"
+        raise ValueError(msg)
+    return mask
+
+
 def build_badpix(shape, *, flat=None, dark=None, bad_columns=(), bad_rows=(),
                  column_fraction=0.5):
     """One bitmask of the chip's defects, with the named bits of `redux_helpers.masks`.
@@ -213,19 +222,12 @@ def build_badpix(shape, *, flat=None, dark=None, bad_columns=(), bad_rows=(),
     shape = tuple(int(n) for n in shape)
     out = np.zeros(shape, np.uint16)
     if flat is not None:
-        flat = np.asarray(flat, bool)
-        if flat.shape != shape:
-            msg = f"flat bad-pixel mask has shape {flat.shape}, expected {shape}"
-            raise ValueError(msg)
+        flat = _same_shape(flat, shape, "flat bad-pixel mask")
         out = masks.flag(out, flat, "BAD")
         cols = np.flatnonzero(flat.mean(axis=0) > column_fraction)
         out[:, cols] |= np.uint16(masks.bit("BADCOL"))
     if dark is not None:
-        dark = np.asarray(dark, bool)
-        if dark.shape != shape:
-            msg = f"hot-pixel mask has shape {dark.shape}, expected {shape}"
-            raise ValueError(msg)
-        out = masks.flag(out, dark, "HOT")
+        out = masks.flag(out, _same_shape(dark, shape, "hot-pixel mask"), "HOT")
     for name, numbers, n, axis in (("bad_columns", bad_columns, shape[1], 1),
                                    ("bad_rows", bad_rows, shape[0], 0)):
         numbers = [int(c) for c in (numbers or ())]

@@ -88,11 +88,9 @@ def stack_path(target: Target, paths: Paths, filt: str, *, after: str = "09_hii_
             p = paths.step(step) / f"stack_{filt}.fits"
             if p.is_file():
                 return p
-    given = (target.get("stacks") or {}).get(filt)
+    given = (target.get("stacks") or {}).get(filt)   # made absolute by load_target
     if given:
         p = Path(given)
-        if not p.is_absolute():
-            p = target.manifest.parent / p
         if not p.is_file():
             msg = f"{target.manifest}: stacks: {filt}: {p} does not exist; fix the path"
             raise ReduxError(msg)
