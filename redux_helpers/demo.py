@@ -20,6 +20,7 @@ Raw pixels are written as cameras write them: 16-bit unsigned integers (``BITPIX
     <root>/raw/*.fits             the night, as a telescope would give it
     <root>/standards.ecsv         the standard stars' catalogue (name, ra, dec, R, Ha)
     <root>/truth/truth.json       constants and per-frame facts
+    <root>/hst/, <root>/muse/     HST-like and MUSE-like images of the galaxy (`demo_muse`)
     <root>/truth/*.fits, *.ecsv   bias pattern, dark current, flats, scenes, stars,
                                   HII regions, per-frame noiseless images and CR masks
 
@@ -41,10 +42,12 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from . import demo_muse
+
 log = logging.getLogger(__name__)
 
 #: Bump when the demo's model changes, so stale demo folders are remade.
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ def _ref_to_frame(x, y, shape, offset, rotation_deg):
 
 class _Night:
     """Builds every array of the night from one random generator."""
+
+    gauss = staticmethod(_gauss_stamps)   # for demo_muse, which draws the same sources
 
     def __init__(self, cfg: DemoConfig):
         self.cfg = cfg
@@ -456,6 +461,7 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
     night.stars.write(truth / "stars.ecsv")
     night.hii.write(truth / "hii_regions.ecsv")
     night.standards.write(tmp / "standards.ecsv")
+    space = demo_muse.write_space_images(tmp, night, ground_arcsec=PIXEL_SCALE, seed=cfg.seed)
     facts = {
         "demo_version": DEMO_VERSION, "config": asdict(cfg),
         "gain": GAIN, "read_noise": READ_NOISE, "bias_level": BIAS_LEVEL,
@@ -465,7 +471,7 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
         "bandpasses": BANDPASSES,
         "galaxy": {**GALAXY, "x": night.xc, "y": night.yc, "scale_length_px": night.h},
         "dead_columns": night.dead_columns, "frames": frames,
-        "trimmed_shape": [n, n],
+        "trimmed_shape": [n, n], "space": space,
     }
     (truth / "truth.json").write_text(json.dumps(facts, indent=1))
     if root.exists():

@@ -61,10 +61,10 @@ TARGET_KEYS: dict[str, dict[str, Any]] = {
     "galaxy": {"type": dict,
                "keys": {"ra": NUMBER, "dec": NUMBER, "pa_deg": NUMBER,
                         "inclination_deg": NUMBER, "distance_mpc": NUMBER,
-                        "x": NUMBER, "y": NUMBER},
+                        "x": NUMBER, "y": NUMBER, "redshift": NUMBER},
                "help": "the galaxy's centre (ra/dec, or x/y: 1-based pixels as DS9 shows "
-                       "them, for images without a WCS), orientation (PA east of north) "
-                       "and distance"},
+                       "them, for images without a WCS), orientation (PA east of north), "
+                       "distance and redshift"},
     "standards": {"type": str, "path": "file", "help": "ECSV of standard stars"},
     "extinction": {"type": dict, "values": NUMBER, "help": "filter -> mag/airmass"},
     "zero_point": {"type": dict, "values": NUMBER,
@@ -76,8 +76,10 @@ TARGET_KEYS: dict[str, dict[str, Any]] = {
                         "from stars) and the line's rate in the continuum filter per rate "
                         "in the Halpha filter"},
     "muse": {"type": dict, "keys": {"halpha_map": str, "nebula_mask": str,
-                                    "nebula_catalog": str, "cube": str},
-             "help": "MUSE products"},
+                                    "nebula_catalog": str, "cube": str, "filter_curves": str},
+             "help": "MUSE products: an Halpha map or a cube, a nebula mask and catalogue, "
+                     "and filter curves (FITS, one table per filter) for bands made from "
+                     "the cube"},
     "hst": {"type": dict, "keys": {"halpha": str, "continuum": list}, "help": "HST images"},
     "stacks": {"type": dict, "values": str, "help": "filter -> already reduced stack"},
     "params": {"type": dict, "values": (str, int, float, bool, list),

@@ -363,3 +363,29 @@ def show_bitmask(ax, mask, *, bits, title="", origin=(0, 0), max_pixels=300):
     else:
         ax.text(0.5, 0.5, "no pixel flagged", transform=ax.transAxes, ha="center")
     return ax
+
+
+def compass(ax, wcs, *, size=0.12, corner=(0.85, 0.12), color="gold"):
+    """Draw north (N) and east (E) arrows in the corner of an image drawn by `show_image`.
+
+    The arrows point along +Dec and +RA as the image's WCS maps them at its centre, so
+    a rotated image (an HST or MUSE grid) shows which way is north. ``size`` and
+    ``corner`` are fractions of the axes.
+    """
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    ny, nx = wcs.pixel_shape[::-1] if wcs.pixel_shape else (1, 1)
+    x0, y0 = (nx - 1) / 2, (ny - 1) / 2
+    ra, dec = wcs.celestial.pixel_to_world_values(x0, y0)
+    step = float(np.mean(proj_plane_pixel_scales(wcs.celestial))) * 10
+    tail = ax.transAxes.transform(corner)
+    for name, (dra, ddec) in (("N", (0.0, step)), ("E", (step / math.cos(math.radians(dec)), 0.0))):
+        x1, y1 = wcs.celestial.world_to_pixel_values(ra + dra, dec + ddec)
+        d = np.array([x1 - x0, y1 - y0], float)
+        d /= np.hypot(*d)
+        end = ax.transAxes.inverted().transform(tail) + size * d
+        ax.annotate("", xy=end, xytext=corner, xycoords="axes fraction",
+                    arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5})
+        ax.text(*(end + 0.04 * d), name, transform=ax.transAxes, color=color,
+                ha="center", va="center", fontsize=9, fontweight="bold")
+    return ax
