@@ -63,3 +63,27 @@ def test_the_3d_chart_draws_a_webgl_scene(charts):
     assert 'class="gl-container"' in dom
     sizes = re.findall(r'<canvas width="(\d+)" height="(\d+)"', dom)
     assert sizes and all(int(w) > 100 and int(h) > 100 for w, h in sizes)
+
+
+def test_the_qa_report_draws_its_chart_and_shows_its_figure(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+    from astropy.table import Table
+
+    from redux_helpers import qa, report
+
+    table = Table(rows=[("07_stack", "registration_residual_max", 0.5, np.nan, "px", "warn",
+                         "worst 0.5 px > 0.25 px")], names=qa.COLUMNS)
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([1, 2, 3], [1, 4, 9])
+    chart = go.Figure(go.Scatter(x=[1, 2, 3, 4], y=[3, 1, 2, 5], mode="markers"))
+    path = report.write_report(tmp_path / "report.html", target_name="night", qa_table=table,
+                               figures=[("a parabola", fig)], charts=[("four points", chart)],
+                               notebooks=[])
+    plt.close(fig)
+    dom = _dom(path)
+    assert 'class="main-svg"' in dom                   # plotly.js (inline, once) drew it
+    assert len(re.findall(r'class="point"', dom)) == 4
+    assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == 1
