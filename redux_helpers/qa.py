@@ -67,8 +67,8 @@ from astropy.stats import mad_std
 from astropy.table import Table
 from scipy import ndimage
 
-from . import fitsio, masks, provenance
-from .errors import FrameError
+from . import fitsio, masks, muse, provenance
+from .errors import FrameError, ReduxError
 from .targets import demo_truth
 
 log = logging.getLogger(__name__)
@@ -197,17 +197,18 @@ def flags_summary(table) -> dict:
     return {**counts, "worst": worst, "n": len(flags)}
 
 
-def nebula_comparison(ours, muse, labels, *, ours_err=None, muse_err=None,
+def nebula_comparison(ours, muse_map, labels, *, ours_err=None, muse_err=None,
                       before=None) -> Table:
-    """Per-nebula flux sums of two images on one grid, over a label image.
+    """Per-nebula flux sums of two images on one grid, over a nebula mask.
 
     Parameters
     ----------
-    ours, muse : 2-D arrays
-        Our image and the reference (MUSE) map, on the same pixel grid and in the
+    ours, muse_map : 2-D arrays
+        Our image and the reference (MUSE) map, on the mask's pixel grid and in the
         same flux-per-pixel units.
-    labels : 2-D int array
-        Nebula ids; 0 is background.
+    labels : 2-D array
+        Nebula ids >= 0; negative (PHANGS writes -1) or NaN is background, as
+        `redux_helpers.muse.read_nebulae` returns it.
     ours_err, muse_err : 2-D arrays, optional
         One-sigma uncertainty per pixel; the sums' errors add them in quadrature
         (which is too small where the noise of neighbouring pixels is correlated,
@@ -221,53 +222,45 @@ def nebula_comparison(ours, muse, labels, *, ours_err=None, muse_err=None,
         ``id``, ``n_pixels`` (pixels summed), ``n_invalid`` (pixels of the nebula left
         out because one image is not finite there), ``flux_ours``, ``flux_ours_err``,
         ``flux_muse``, ``flux_muse_err`` and ``flux_before`` when given. A pixel
-        counts only where every image given is finite, so both sums cover the same
-        pixels.
+        counts only where every image given is finite, so all sums cover the same
+        pixels. The sums are `redux_helpers.muse.nebula_sums`'.
 
     Examples
     --------
-    >>> lab = np.array([[1, 1, 0], [0, 2, 2]])
+    >>> lab = np.array([[1, 1, -1], [-1, 2, 2]])
     >>> t = nebula_comparison(np.ones((2, 3)), 2 * np.ones((2, 3)), lab)
     >>> t["flux_ours"].tolist(), t["flux_muse"].tolist()
     ([2.0, 2.0], [4.0, 4.0])
     """
-    ours, muse = np.asarray(ours, float), np.asarray(muse, float)
-    labels = np.asarray(labels)
-    images = {"ours": ours, "muse": muse, "ours_err": ours_err, "muse_err": muse_err,
+    images = {"ours": ours, "muse": muse_map, "ours_err": ours_err, "muse_err": muse_err,
               "before": before}
     images = {k: np.asarray(v, float) for k, v in images.items() if v is not None}
-    for name, im in images.items():
-        if im.shape != labels.shape:
-            msg = (f"nebula_comparison: '{name}' is {im.shape} but the labels are "
-                   f"{labels.shape}; regrid both onto the label image's grid first")
-            raise ValueError(msg)
-    if not np.issubdtype(labels.dtype, np.integer):
-        msg = f"nebula_comparison: labels must be integers, got {labels.dtype}"
-        raise ValueError(msg)
-    ids = np.unique(labels[labels > 0])
-    valid = np.ones(labels.shape, bool)
+    shape = np.shape(labels)
+    if any(im.shape != shape for im in images.values()):
+        msg = (f"nebula_comparison: the images are {[im.shape for im in images.values()]} but "
+               f"the nebula labels {shape}; regrid them onto the labels' grid first")
+        raise ReduxError(msg)
+    valid = np.ones(shape, bool)
     for im in images.values():
         valid &= np.isfinite(im)
-    lab_valid = np.where(valid, labels, 0)
-
-    def total(a):
-        return np.asarray(ndimage.sum_labels(np.where(valid, a, 0.0), lab_valid, ids), float)
-
-    n_all = np.asarray(ndimage.sum_labels(np.ones(labels.shape), labels, ids), int)
-    n_used = np.asarray(ndimage.sum_labels(valid.astype(float), lab_valid, ids), int)
-    tab = Table({"id": ids.astype(int), "n_pixels": n_used, "n_invalid": n_all - n_used})
-    for name in ("ours", "muse"):
-        tab[f"flux_{name}"] = total(images[name])
-        err = images.get(f"{name}_err")
-        tab[f"flux_{name}_err"] = (np.sqrt(total(err ** 2)) if err is not None
-                                   else np.full(ids.size, np.nan))
-    if "before" in images:
-        tab["flux_before"] = total(images["before"])
+    blank = {k: np.where(valid, im, np.nan) for k, im in images.items()}
+    sums = {name: muse.nebula_sums(blank[name], labels, error=blank.get(f"{name}_err"))
+            for name in ("ours", "muse")}
+    first = sums["ours"]
+    tab = Table({"id": np.asarray(first["id"], int),
+                 "n_pixels": np.asarray(first["npix"] - first["n_bad"], int),
+                 "n_invalid": np.asarray(first["n_bad"], int)})
+    for name, s in sums.items():
+        tab[f"flux_{name}"] = np.asarray(s["flux"], float)
+        tab[f"flux_{name}_err"] = (np.asarray(s["flux_err"], float) if "flux_err" in s.colnames
+                                   else np.full(len(tab), np.nan))
+    if "before" in blank:
+        tab["flux_before"] = np.asarray(muse.nebula_sums(blank["before"], labels)["flux"], float)
     empty = tab["n_pixels"] == 0
     for col in tab.colnames:
         if col.startswith("flux"):
             tab[col][empty] = np.nan
-    tab.meta["comment"] = ("per-nebula sums over the label image; only pixels where every "
+    tab.meta["comment"] = ("per-nebula sums over the nebula mask; only pixels where every "
                            "image is finite; errors in quadrature (correlated noise not "
                            "included)")
     return tab

@@ -16,6 +16,7 @@ import pytest
 from astropy.table import Table
 
 from redux_helpers import fitsio, masks, provenance, qa, report
+from redux_helpers.errors import ReduxError
 from redux_helpers.manifest import Target
 from redux_helpers.targets import Paths
 
@@ -341,7 +342,7 @@ def test_flags_summary_counts_and_worst():
 
 # ---- nebula comparison ------------------------------------------------------------
 def test_nebula_comparison_sums_per_label():
-    labels = np.zeros((6, 6), int)
+    labels = np.full((6, 6), -1)           # PHANGS: -1 is background, ids from 0
     labels[0:2, 0:2] = 1                   # 4 pixels
     labels[3:6, 3:6] = 2                   # 9 pixels
     labels[5, 0] = 7                       # 1 pixel, ids need not be consecutive
@@ -363,7 +364,7 @@ def test_nebula_comparison_sums_per_label():
     assert t["flux_before"][0] == pytest.approx(14 - 4)
     s = qa.comparison_stats(t)
     assert s["median"] == pytest.approx(0.5) and s["scatter"] == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ReduxError, match="labels"):
         qa.nebula_comparison(ours, muse, labels[:5])
 
 
