@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from astropy.wcs import WCS
 
 from redux_helpers import anchoring, contsub, demo_muse, muse
 from redux_helpers.errors import ReduxError

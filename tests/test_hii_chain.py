@@ -1,7 +1,7 @@
 """Notebook 09 (HII regions) through papermill: the demo against its truth, real images, bad input.
 
-One run of the chain 00-09 on a 256 x 256 demo (every step whose notebook exists up to
-09) is shared by the demo tests; each checks one "must hold" of the HII-region step
+One run of the whole chain on a 256 x 256 demo (conftest's ``demo_chain``, shared with
+the tests of 10 and 11) is shared by the demo tests; each checks one "must hold" of the HII-region step
 against what the demo was made from, recomputing what it needs from the written
 products. Real images: the KPNO 0.9 m Hα and R coadds of a galaxy in Abell 1367 (from
 Rose Finn's Hα survey, Siena College) and the IRAF ``dev$pix`` image of M51 (NOAO),
@@ -22,37 +22,18 @@ from scipy import ndimage
 
 from redux_helpers import demo, fitsio
 from redux_helpers.errors import ReduxError
-from redux_helpers.runner import available_steps, run_target
-from tests.conftest import REPO, SMALL, write_manifest
+from redux_helpers.runner import run_target
+from tests.conftest import REPO, demo_target, write_manifest
 
 pytestmark = pytest.mark.notebooks
 
 STEP = "09_hii_regions"
 
 
-def _demo_target(root, truth, **galaxy):
-    g = truth["galaxy"]
-    return {"raw_dir": str(root / "raw"), "demo": {"size": SMALL},
-            "filters": {"halpha": "Ha", "continuum": "R"},
-            "galaxy": {**{k: g[k] for k in ("ra", "dec", "pa_deg", "inclination_deg",
-                                            "distance_mpc")}, **galaxy},
-            "standards": str(root / "standards.ecsv"),
-            "extinction": dict(truth["extinction"]),
-            "bandpasses": demo.BANDPASSES,
-            "contsub": {"line_in_continuum": demo.LINE_IN_R}}
-
-
 @pytest.fixture(scope="module")
-def chain(small_demo, tmp_path_factory):
-    """Run 00-09 (those that exist) on the small demo; return (products of the target, truth)."""
-    root, truth = small_demo
-    work = tmp_path_factory.mktemp("hiichain")
-    m = write_manifest(work / "m.yaml", {"demo": _demo_target(root, truth)})
-    steps = [s[:2] for s in available_steps() if s[:2] <= "09"]
-    assert steps[-1] == "09"
-    run_target("demo", manifest=m, products=work / "products", params={"workers": 2},
-               only=",".join(steps), html=False)
-    return work / "products" / "demo", truth
+def chain(demo_chain):
+    """The chain 00-11 on the small demo (conftest's demo_chain): (products, truth)."""
+    return demo_chain.products, demo_chain.truth
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +166,11 @@ def test_products(chain, matched):
 
 # ---- real images --------------------------------------------------------------------------
 def test_a1367_scale_from_the_stars(realdata, tmp_path):
-    """KPNO 0.9 m Hα and R coadds (SWarp, count rates, no UNCERT): the scale is the stars'."""
-    run_target("a1367", manifest=REPO / "data_manifest.yaml", products=tmp_path, only="09",
+    """KPNO 0.9 m Hα and R coadds (SWarp, count rates, no UNCERT): the scale is the stars'.
+
+    Run through 10, whose continuum-subtracted image is 09's (H - s R) with that scale.
+    """
+    run_target("a1367", manifest=REPO / "data_manifest.yaml", products=tmp_path, only="09,10",
                html=False)
     out = tmp_path / "a1367" / STEP
     stars = fitsio.read_table(out / "continuum_scale.ecsv")
@@ -217,6 +201,13 @@ def test_a1367_scale_from_the_stars(realdata, tmp_path):
     independent = float(np.median(fluxes(ha) / fluxes(r)))
     assert abs(s - independent) < 3 * ds, f"notebook {s:.4f} +- {ds:.4f}, by hand {independent:.4f}"
     assert len(fitsio.read_table(out / "hii_regions.ecsv")) >= 1
+    # 10 writes 09's (Halpha - s R) as its continuum-subtracted image; no 08, so no flux
+    # calibration, and no MUSE for this target, so no anchoring
+    out10 = tmp_path / "a1367" / "10_halpha_muse"
+    line = fitsio.read_product(out10 / "halpha_contsub.fits")
+    assert line.header["CONTSCAL"] == pytest.approx(s) and line.header["CONTMODE"] == "ground"
+    assert np.allclose(line.data, fits.getdata(out / "halpha_line.fits"), equal_nan=True)
+    assert not (out10 / "anchor_fit.ecsv").exists()
 
 
 def test_m51_knots(realdata, tmp_path):
@@ -269,7 +260,7 @@ def stacks_only(chain, small_demo, tmp_path):
 ])
 def test_bad_galaxy_is_refused_and_nothing_is_written(small_demo, stacks_only, galaxy, message):
     root, truth = small_demo
-    m = write_manifest(stacks_only / "bad.yaml", {"demo": _demo_target(root, truth, **galaxy)})
+    m = write_manifest(stacks_only / "bad.yaml", {"demo": demo_target(root, truth, **galaxy)})
     with pytest.raises(ReduxError) as err:
         run_target("demo", manifest=m, products=stacks_only / "products", only="09", html=False)
     text = str(err.value)

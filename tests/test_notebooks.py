@@ -4,7 +4,6 @@ One run of the chain is shared by the tests of this module; each test checks one
 product against what the demo night was made from.
 """
 
-import hashlib
 import shutil
 
 import numpy as np
@@ -13,33 +12,20 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from redux_helpers import cli, fitsio, masks
-from redux_helpers.runner import run_target
-from tests.conftest import write_manifest
+from tests.conftest import checksums, write_manifest
 
 pytestmark = pytest.mark.notebooks
 
 
-def _checksums(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
 @pytest.fixture(scope="module")
-def chain(small_demo, tmp_path_factory):
-    """Run 00-04 on the small demo; return (products of the target, truth, raw checksums)."""
-    root, truth = small_demo
-    work = tmp_path_factory.mktemp("chain")
-    m = write_manifest(work / "m.yaml", {"demo": {
-        "raw_dir": str(root / "raw"), "demo": {"size": truth["config"]["size"]},
-        "standards": str(root / "standards.ecsv")}})
-    before = _checksums(root / "raw")
-    run_target("demo", manifest=m, products=work / "products", only="00,01,02,03,04",
-               params={"workers": 2})
-    return work / "products" / "demo", truth, before, root
+def chain(demo_chain):
+    """The session's chain on the demo (conftest): (products, truth, raw checksums, root)."""
+    return demo_chain.products, demo_chain.truth, demo_chain.raw_before, demo_chain.root
 
 
 def test_raw_frames_are_never_written(chain):
     products, _, before, root = chain
-    assert _checksums(root / "raw") == before
+    assert checksums(root / "raw") == before
     for step in ("00_inspect", "01_superbias", "02_superflat", "03_cosmics", "04_calibrate"):
         assert (products / "notebooks" / f"{step}.ipynb").is_file()
         assert (products / "notebooks" / f"{step}.html").is_file()

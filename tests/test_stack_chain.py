@@ -1,7 +1,7 @@
 """Notebooks 00-08 through papermill on a small demo with a rotated frame, checked against its truth.
 
-One run of the chain (a 256 x 256 demo whose last light of each filter is rotated by
-2 degrees, with a galaxy and a bad column in the manifest) is shared by the tests of this
+The session's one run of the chain (conftest's ``demo_chain``: a 256 x 256 demo whose
+last light of each filter is rotated by 2 degrees) is shared by the tests of this
 module; each checks one "must hold" of the stacking step against what the demo was made
 from. A second run of 07 alone, on a copy of the products spoiled on purpose (a frame of
 another field, one that barely overlaps, one whose header names another filter, a frame
@@ -23,44 +23,17 @@ from redux_helpers import demo, fitsio, provenance
 from redux_helpers.register import Transform
 from redux_helpers.runner import run_target
 from redux_helpers.stack import resample
-from tests.conftest import SMALL, write_manifest
+from tests.conftest import ROTATION  # the chain demo's rotation
 
 pytestmark = pytest.mark.notebooks
 
-ROTATION = 2.0
 SHIFT = 140      # pixels a spoiled frame is moved by (256 - 140 = 116 columns overlap)
 
 
 @pytest.fixture(scope="module")
-def rotated_demo(tmp_path_factory):
-    """A 256 x 256 demo night whose last light of each filter is rotated by 2 degrees."""
-    root = tmp_path_factory.mktemp("rotdemo") / "demo"
-    demo.ensure_demo(root, demo.DemoConfig(size=SMALL, rotation_deg=ROTATION))
-    return root, demo.Truth(root)
-
-
-def _manifest(path, root, truth):
-    g = truth["galaxy"]
-    return write_manifest(path, {"demo": {
-        "raw_dir": str(root / "raw"), "demo": {"size": SMALL, "rotation_deg": ROTATION},
-        "filters": {"halpha": "Ha", "continuum": "R"},
-        "galaxy": {k: g[k] for k in ("ra", "dec", "pa_deg", "inclination_deg", "distance_mpc")},
-        "standards": str(root / "standards.ecsv"),
-        "extinction": dict(truth["extinction"]),
-        "bandpasses": demo.BANDPASSES,
-        "contsub": {"line_in_continuum": demo.LINE_IN_R},
-        "bad_columns": [30]}})
-
-
-@pytest.fixture(scope="module")
-def chain(rotated_demo, tmp_path_factory):
-    """Run 00-08; return (products of the target, truth, manifest)."""
-    root, truth = rotated_demo
-    work = tmp_path_factory.mktemp("stackchain")
-    m = _manifest(work / "m.yaml", root, truth)
-    run_target("demo", manifest=m, products=work / "products", params={"workers": 2},
-               only="00,01,02,03,04,05,06,07,08", html=False)
-    return work / "products" / "demo", truth, m
+def chain(demo_chain):
+    """The session's chain on the rotated demo (conftest): (products, truth, manifest)."""
+    return demo_chain.products, demo_chain.truth, demo_chain.manifest
 
 
 def _true_map(truth, name, shape):
