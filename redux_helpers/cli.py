@@ -3,6 +3,8 @@
 ::
 
     redux run TARGET [--manifest FILE] [--products DIR] [--only 00,01] [--from 03] [-p NAME=VALUE]
+    redux batch [TARGET ...] [--all] [--workers N] [--scheduler ADDRESS] [--force]
+                [--params FILE] [-p NAME=VALUE] [--only ...] [--from ...]
     redux demo [--size N] [--seed S] [--root DIR]
     redux targets [--manifest FILE]
 
@@ -50,6 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a notebook parameter (repeatable), e.g. -p sigma=2.5")
     run.add_argument("--no-html", action="store_true", help="don't render notebooks to HTML")
 
+    batch = sub.add_parser("batch", help="run many targets at once on Dask, rerunning only "
+                           "what changed")
+    batch.add_argument("targets", nargs="*", help="targets in the manifest")
+    batch.add_argument("--all", action="store_true", help="every target of the manifest")
+    batch.add_argument("--workers", type=int, default=2, help="worker processes of the local "
+                       "cluster (default 2; one target runs on one worker)")
+    batch.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (then "
+                       "--workers is the cluster's business)")
+    batch.add_argument("--force", action="store_true", help="run every step, even up to date")
+    batch.add_argument("--params", default=None, metavar="FILE", help="YAML of notebook "
+                       "parameters: name: value for all, targets: {name: {...}} for some")
+    for a in ("--manifest", "--products", "--only", "--from", "-p", "--no-html"):
+        _copy_option(run, batch, a)
+
     demo = sub.add_parser("demo", help="make the synthetic demo night")
     demo.add_argument("--size", type=int, default=1024, help="image size in pixels")
     demo.add_argument("--seed", type=int, default=1)
@@ -58,6 +75,64 @@ def build_parser() -> argparse.ArgumentParser:
     tg = sub.add_parser("targets", help="list the targets of a manifest")
     tg.add_argument("--manifest", default=None)
     return p
+
+
+def _copy_option(src, dst, flag):
+    """Give ``dst`` the option ``flag`` of ``src`` (same name, help and default)."""
+    for action in src._actions:
+        if flag in action.option_strings:
+            kwargs = {"dest": action.dest, "default": action.default, "help": action.help}
+            if action.nargs == 0:
+                kwargs["action"] = "store_true"
+            elif isinstance(action.default, list):
+                kwargs["action"] = "append"
+                kwargs["metavar"] = action.metavar
+            dst.add_argument(*action.option_strings, **kwargs)
+            return
+    raise ValueError(flag)
+
+
+def _batch(args) -> int:
+    from . import batch, report
+    from .runner import parse_param
+
+    manifest = args.manifest or default_manifest()
+    names = batch.choose_targets(manifest, args.targets, all_targets=args.all)
+    common, per = batch.read_params_file(args.params) if args.params else ({}, {})
+    common.update(dict(parse_param(t) for t in args.param))
+    where = f"the scheduler at {args.scheduler}" if args.scheduler else \
+        f"a local cluster of {args.workers} worker process(es)"
+    print(f"redux {__version__}: batch of {len(names)} target(s) from {manifest} on {where}",
+          flush=True)
+
+    def event(target, step, state, info):
+        if state == "finished":
+            s = info
+            what = (f"FAILED at {s.failed}: {s.reason}" if s.failed else
+                    f"done: {len(s.ran)} step(s) run, {len(s.skipped)} up to date")
+            print(f"[{target}] {what} ({s.seconds:.0f} s) on {s.worker}", flush=True)
+        elif state == "done":
+            print(f"[{target}] {step} done in {info:.1f} s", flush=True)
+        elif state == "start":
+            print(f"[{target}] {step} ...", flush=True)
+
+    summaries = batch.run_batch(names, manifest=manifest, products=args.products,
+                                workers=args.workers, scheduler=args.scheduler,
+                                force=args.force, params=common, per_target=per,
+                                only=args.only, start=args.start, html=not args.no_html,
+                                on_event=event)
+    index = report.write_index(Path(args.products).resolve(), summaries)
+    print()
+    print(batch.summary_table(summaries))
+    if not any(s.ran for s in summaries) and all(s.ok for s in summaries):
+        print("everything was up to date: nothing was run (--force runs it again)")
+    print(f"index of the reports: {index}")
+    failed = [s.target for s in summaries if not s.ok]
+    if failed:
+        print(f"redux: error: {len(failed)} of {len(summaries)} target(s) failed: "
+              f"{', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run(args) -> int:
@@ -107,7 +182,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="redux: %(message)s")
     try:
-        return {"run": _run, "demo": _demo, "targets": _targets}[args.command](args)
+        return {"run": _run, "batch": _batch, "demo": _demo,
+                "targets": _targets}[args.command](args)
     except ReduxError as exc:
         print(f"redux: error: {exc}", file=sys.stderr)
         return 2

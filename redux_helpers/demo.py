@@ -61,6 +61,7 @@ class DemoConfig:
     n_flat: int = 7           # per filter
     n_light: int = 4          # per filter
     rotation_deg: float = 0.0  # rotation of the last light of each filter (for registration)
+    broken: bool = False      # truncate one light frame (a night with a bad file, for batches)
 
 
 # ---- the instrument and the sky (the truth every test checks against) ---------------
@@ -452,6 +453,11 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
                     airmass=airmass, fwhm=night.rng.uniform(2.9, 3.6), t=STD_EXPTIME[f],
                     science=False, ref_wcs=night.std_wcs, obj="SA 98 standard")
 
+    if cfg.broken:   # a transfer cut short: the last R light loses the second half of its data
+        bad = raw / f"ngc_demo_R_{cfg.n_light:03d}.fits"
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+        frames[bad.name]["broken"] = "truncated to half its size"
     _write_image(truth / "bias_pattern.fits", night.bias_pattern, "adu")
     _write_image(truth / "dark_current.fits", night.dark_current, "electron/s")
     for f in FILTERS:

@@ -38,7 +38,7 @@ TARGET_KEYS: dict[str, dict[str, Any]] = {
     "demo": {
         "type": dict,
         "keys": {"size": int, "seed": int, "n_bias": int, "n_dark": int, "n_flat": int,
-                 "n_light": int, "rotation_deg": NUMBER},
+                 "n_light": int, "rotation_deg": NUMBER, "broken": bool},
         "help": "make the synthetic demo night into raw_dir on first use",
     },
     "gain": {"type": NUMBER, "help": "e-/ADU where no GAIN keyword gives it"},

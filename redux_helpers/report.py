@@ -235,3 +235,55 @@ def write_report(path, *, target_name, qa_table, figures=(), charts=(), notebook
         tmp.write_text(body, encoding="utf-8")
     log.info("wrote %s (%d metrics, worst flag %s)", path, summary["n"], summary["worst"])
     return path
+
+
+def write_index(products, summaries=()) -> Path:
+    """``<products>/index.html``: every target's report, with its QA flags at a glance.
+
+    One row per target folder under ``products`` that has a QA table or is in
+    ``summaries`` (a batch's `redux_helpers.batch.TargetSummary` list): the batch's
+    status (steps run, up to date, the failure and its reason), the counts of each QA
+    flag from ``11_qa/qa.ecsv`` and a relative link to ``11_qa/report.html``.
+    """
+    from .fitsio import read_table
+
+    products = Path(products)
+    by_name = {s.target: s for s in summaries}
+    names = sorted(set(by_name) | {p.parent.parent.name
+                                   for p in products.glob("*/11_qa/qa.ecsv")})
+    rows = []
+    for name in names:
+        s = by_name.get(name)
+        qa_path = products / name / "11_qa" / "qa.ecsv"
+        rep = products / name / "11_qa" / "report.html"
+        if s is None:
+            status, cls = "not in the last batch", "info"
+        elif s.ok:
+            status, cls = (f"ok: {len(s.ran)} step(s) run, {len(s.skipped)} up to date, "
+                           f"{s.seconds:.0f} s"), "pass"
+        else:
+            status, cls = f"FAILED at {s.failed}: {s.reason}", "fail"
+        if qa_path.is_file():
+            summ = flags_summary(read_table(qa_path))
+            flags = " ".join(f'<span class="badge {f}">{summ[f]} {f}</span>'
+                             for f in reversed(FLAGS))
+            worst = f'<span class="badge {summ["worst"]}">{summ["worst"].upper()}</span>'
+        else:
+            flags, worst = "no QA table", ""
+        link = (f'<a href="{quote(os.path.relpath(rep, products).replace(os.sep, "/"))}">'
+                "report</a>" if rep.is_file() else "")
+        rows.append(f'<tr class="{cls}"><td><b>{_esc(name)}</b></td><td>{_esc(status)}</td>'
+                    f"<td>{worst}</td><td>{flags}</td><td>{link}</td></tr>")
+    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    body = "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>redux: {len(names)} targets</title><style>{CSS}</style></head><body>",
+        f"<header><h1>redux products: {len(names)} target(s)</h1>",
+        f'<p class="meta">updated {_esc(when)} by redux {_esc(__version__)}</p></header>',
+        '<table class="qa"><thead><tr><th>target</th><th>last batch</th><th>QA</th>'
+        "<th>flags</th><th>report</th></tr></thead><tbody>",
+        *rows, "</tbody></table></body></html>"])
+    path = products / "index.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return path

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from . import fingerprint
 from .errors import ReduxError
 from .manifest import load_target
-from .targets import STEPS
+from .targets import STEPS, open_target
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,18 @@ class StepResult:
     step: str
     seconds: float
     notebook: Path
+    skipped: bool = False     # up to date: its fingerprint had not changed
 
 
 def run_target(target_name, *, manifest, products="products", only=None, start=None,
-               params=None, folder=None, html=True, on_step=None) -> list[StepResult]:
+               params=None, folder=None, html=True, on_step=None,
+               skip_current=False) -> list[StepResult]:
     """Run a target's chain; return what ran. Raises `ReduxError` on any failure.
+
+    Every finished step leaves a fingerprint of what it was made from
+    (`redux_helpers.fingerprint`); with ``skip_current`` a step whose fingerprint is
+    unchanged and whose products are all there is not run again (``redux batch``; a
+    ``--force`` runs everything).
 
     Parameters
     ----------
@@ -151,7 +159,9 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
     params : dict, optional
         Notebook parameters; they override the target's ``params:`` in the manifest.
     on_step : callable, optional
-        Called with (step, 'start' | 'done', seconds) for progress reports.
+        Called with (step, 'start' | 'done' | 'skipped', seconds) for progress reports.
+    skip_current : bool
+        Leave out the steps that are up to date.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -182,13 +192,32 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
     everywhere = check_parameters(merged, {s: declared_parameters(s, folder)
                                            for s in available_steps(folder)})
     per_step = {s: everywhere[s] for s in steps}
-    outdir = products / target_name / "notebooks"
+    root = products / target_name
+    outdir = root / "notebooks"
     outdir.mkdir(parents=True, exist_ok=True)
+    if "demo" in target.settings:    # made before its files are fingerprinted
+        open_target(target_name, manifest, products)
+    target_fp = fingerprint.target_digest(target)
+    chain = available_steps(folder)
+    fps = {}
     results = []
     for step in steps:
+        before = chain[chain.index(step) - 1] if chain.index(step) else None
+        upstream = fps.get(before) or ((fingerprint.read_record(root, before) or {})
+                                       .get("fingerprint") if before else "")
+        fps[step] = fingerprint.step_fingerprint(
+            step, notebook=folder / f"{step}.ipynb", params=per_step[step], target=target_fp,
+            upstream=upstream)
+        out = outdir / f"{step}.ipynb"
+        if skip_current and fingerprint.is_current(root, step, fps[step]):
+            results.append(StepResult(step, 0.0, out, skipped=True))
+            if on_step:
+                on_step(step, "skipped", 0.0)
+            continue
+        fingerprint.forget(root, step)
+        fingerprint.clean_stale(root, step)
         if on_step:
             on_step(step, "start", 0.0)
-        out = outdir / f"{step}.ipynb"
         tmp = outdir / f".{step}.running.ipynb"
         values = {"target": target_name, "manifest": str(manifest), "products": str(products),
                   **per_step[step]}
@@ -216,6 +245,7 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
         if html:
             _write_html(out)
         dt = time.perf_counter() - t0
+        fingerprint.write_record(root, step, fps[step], dt)
         results.append(StepResult(step, dt, out))
         if on_step:
             on_step(step, "done", dt)

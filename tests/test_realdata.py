@@ -82,7 +82,19 @@ def test_real_bias_crops_combine(realdata):
 
 
 @pytest.mark.notebooks
-def test_m92_chain_matches_a_hand_reduction(realdata, tmp_path):
+@pytest.fixture(scope="module")
+def m92(realdata, tmp_path_factory):
+    """The chain 00-08 run once on the M92 frames; the products folder."""
+    from redux_helpers.runner import run_target
+    from tests.conftest import REPO
+
+    products = tmp_path_factory.mktemp("m92")
+    run_target("m92", manifest=REPO / "data_manifest.yaml", products=products, html=False,
+               only="00,01,02,03,04,05,06,07,08")
+    return products
+
+
+def test_m92_chain_matches_a_hand_reduction(realdata, m92):
     """The chain (00-04 through papermill) on M92 B and V agrees with plain numpy to 1e-5.
 
     Hand reduction: per-row overscan median of columns 321-352 subtracted, trimmed to
@@ -91,11 +103,8 @@ def test_m92_chain_matches_a_hand_reduction(realdata, tmp_path):
     (raw - overscan - bias) * gain / normalised flat where the flat is above 0.2.
     """
     from redux_helpers import fitsio
-    from redux_helpers.runner import run_target
-    from tests.conftest import REPO
 
-    run_target("m92", manifest=REPO / "data_manifest.yaml", products=tmp_path,
-               only="00,01,02,03,04", html=False)
+    tmp_path = m92
     raw = realdata / "kpno_m92_raw"
 
     def trimmed(name):
@@ -121,8 +130,9 @@ def test_m92_chain_matches_a_hand_reduction(realdata, tmp_path):
         assert good.mean() > 0.9
 
 
-def test_m92_photometry_positions_agree_with_an_independent_centroid(realdata, tmp_path):
-    """The chain 00-08 on M92: the CMD's stars sit where a plain centroid puts them.
+def test_m92_photometry_positions_agree_with_an_independent_centroid(m92):
+    """The chain 00-08 on M92 (the module's one run): the CMD's stars sit where a plain
+    centroid puts them.
 
     Independent centroid: for each of the 20 brightest well-measured stars (S/N > 50 in B
     and V, neither flagged nor crowded) of 08's
@@ -132,11 +142,8 @@ def test_m92_photometry_positions_agree_with_an_independent_centroid(realdata, t
     main-sequence turn-off region has a narrow spread.
     """
     from redux_helpers import fitsio
-    from redux_helpers.runner import run_target
-    from tests.conftest import REPO
 
-    run_target("m92", manifest=REPO / "data_manifest.yaml", products=tmp_path, html=False,
-               only="00,01,02,03,04,05,06,07,08")
+    tmp_path = m92
     cat = fitsio.read_table(tmp_path / "m92" / "08_photometry" / "stars.ecsv")
     zp = fitsio.read_table(tmp_path / "m92" / "08_photometry" / "zeropoints.ecsv")
     assert set(zp["source"]) == {"none"}                     # no standards: instrumental
