@@ -3,6 +3,7 @@
 ::
 
     redux run TARGET [--manifest FILE] [--products DIR] [--only 00,01] [--from 03] [-p NAME=VALUE]
+              [--changed]
     redux batch [TARGET ...] [--all] [--workers N] [--scheduler ADDRESS] [--force]
                 [--params FILE] [-p NAME=VALUE] [--only ...] [--from ...]
     redux demo [--size N] [--seed S] [--root DIR]
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a notebook parameter (repeatable), e.g. -p sigma=2.5")
     run.add_argument("--no-html", action="store_true", help="don't render notebooks to HTML")
+    run.add_argument("--changed", action="store_true", help="skip the steps that are up to "
+                     "date (inputs, parameters, notebook and package unchanged)")
 
     batch = sub.add_parser("batch", help="run many targets at once on Dask, rerunning only "
                            "what changed")
@@ -143,6 +146,8 @@ def _run(args) -> int:
     def report(step, state, seconds):
         if state == "start":
             print(f"  {step} ...", flush=True)
+        elif state == "skipped":
+            print(f"  {step} up to date", flush=True)
         else:
             print(f"  {step} done in {seconds:.1f} s", flush=True)
 
@@ -150,11 +155,13 @@ def _run(args) -> int:
     print(f"redux {__version__}: target '{args.target}' from {manifest}", flush=True)
     results = run_target(args.target, manifest=manifest, products=args.products,
                          only=args.only, start=args.start, params=params,
-                         html=not args.no_html, on_step=report)
+                         html=not args.no_html, on_step=report, skip_current=args.changed)
     out = Path(args.products).resolve() / args.target
-    total = sum(r.seconds for r in results)
-    print(f"ran {len(results)} step(s) in {total:.1f} s; products in {out}, "
-          f"executed notebooks in {out / 'notebooks'}")
+    ran = [r for r in results if not r.skipped]
+    total = sum(r.seconds for r in ran)
+    print(f"ran {len(ran)} step(s) in {total:.1f} s"
+          + (f" ({len(results) - len(ran)} up to date)" if len(ran) < len(results) else "")
+          + f"; products in {out}, executed notebooks in {out / 'notebooks'}")
     return 0
 
 

@@ -139,6 +139,11 @@ def test_the_same_batch_on_a_local_cluster(galaxies, capsys):
     assert "a local cluster of 2 worker process(es)" in out
     for name in ("gal_a", "gal_b"):
         assert (products / name / "00_inspect" / "inventory.ecsv").is_file()
+    # `redux run --changed` reads the same records: nothing to do
+    assert cli.main(["run", "gal_a", "--manifest", str(manifest), "--products", str(products),
+                     "--only", "00", "--changed", "--no-html"]) == 0
+    out = capsys.readouterr().out
+    assert "00_inspect up to date" in out and "ran 0 step(s)" in out
 
 
 def test_unknown_target_and_parameter_are_refused_before_anything_runs(galaxies, capsys):
