@@ -81,7 +81,6 @@ def test_real_bias_crops_combine(realdata):
     assert 0.35 < ratio < 0.75
 
 
-@pytest.mark.notebooks
 @pytest.fixture(scope="module")
 def m92(realdata, tmp_path_factory):
     """The chain 00-08 run once on the M92 frames; the products folder."""
@@ -94,6 +93,7 @@ def m92(realdata, tmp_path_factory):
     return products
 
 
+@pytest.mark.notebooks
 def test_m92_chain_matches_a_hand_reduction(realdata, m92):
     """The chain (00-04 through papermill) on M92 B and V agrees with plain numpy to 1e-5.
 
