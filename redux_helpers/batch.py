@@ -183,7 +183,7 @@ def run_batch(names, *, manifest, products="products", workers=2, scheduler=None
             raise ReduxError(msg) from None
     else:
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
         queue = Queue(QUEUE, client=client)

@@ -226,6 +226,10 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
             papermill.execute_notebook(str(folder / f"{step}.ipynb"), str(tmp),
                                        parameters=values, cwd=str(folder),
                                        progress_bar=False, kernel_name="python3",
+                                       # one save at the end, not two per cell: 3 s a
+                                       # target (benchmarks/bench_batch.py); a failed
+                                       # cell's notebook is still written
+                                       request_save_on_cell_execute=False,
                                        # the kernel warns on every start that it talks
                                        # over local TCP; that is not news for a user
                                        extra_arguments=["--IPKernelApp.log_level=ERROR"])

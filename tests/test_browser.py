@@ -87,3 +87,16 @@ def test_the_qa_report_draws_its_chart_and_shows_its_figure(tmp_path):
     assert 'class="main-svg"' in dom                   # plotly.js (inline, once) drew it
     assert len(re.findall(r'class="point"', dom)) == 4
     assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == 1
+
+
+@pytest.mark.notebooks
+def test_the_chain_report_renders(demo_chain):
+    """11's own report of the demo chain: its figures show and its nebula chart draws."""
+    path = demo_chain.products / "11_qa" / "report.html"
+    dom = _dom(path)
+    n_nebulae = demo_chain.truth["space"]["n_nebulae"]
+    assert 'class="main-svg"' in dom
+    # two traces (before and after anchoring), one SVG point per nebula each
+    assert len(re.findall(r'class="point"', dom)) == 2 * n_nebulae
+    assert len(re.findall(r'<img src="data:image/png;base64,', dom)) >= 3
+    assert "overall: PASS" in dom
