@@ -57,6 +57,8 @@ figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #444; font-style: italic; }
 .chart { margin: 1.5em 0; }
+td.flags { white-space: nowrap; }
+td.flags .badge { display: inline-block; margin: 0.1em 0; }
 """
 
 FLAG_HELP = {
@@ -273,7 +275,7 @@ def write_index(products, summaries=()) -> Path:
         link = (f'<a href="{quote(os.path.relpath(rep, products).replace(os.sep, "/"))}">'
                 "report</a>" if rep.is_file() else "")
         rows.append(f'<tr class="{cls}"><td><b>{_esc(name)}</b></td><td>{_esc(status)}</td>'
-                    f"<td>{worst}</td><td>{flags}</td><td>{link}</td></tr>")
+                    f'<td>{worst}</td><td class="flags">{flags}</td><td>{link}</td></tr>')
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
