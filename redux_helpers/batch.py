@@ -99,7 +99,8 @@ def _run_one(name, manifest, products, params, only, start, force, html):
          else []).append(step)
         if queue is not None:
             try:
-                queue.put((name, step, state, round(seconds, 1)))
+                queue.put((name, step, state,
+                           seconds if state == "note" else round(seconds, 1)))
             except Exception:  # noqa: BLE001
                 pass
 

@@ -118,6 +118,8 @@ def _batch(args) -> int:
             print(f"[{target}] {step} done in {info:.1f} s", flush=True)
         elif state == "start":
             print(f"[{target}] {step} ...", flush=True)
+        elif state == "note":
+            print(f"[{target}]     {info}", flush=True)
 
     summaries = batch.run_batch(names, manifest=manifest, products=args.products,
                                 workers=args.workers, scheduler=args.scheduler,
@@ -143,13 +145,15 @@ def _run(args) -> int:
 
     params = dict(parse_param(t) for t in args.param)
 
-    def report(step, state, seconds):
+    def report(step, state, info):
         if state == "start":
             print(f"  {step} ...", flush=True)
         elif state == "skipped":
             print(f"  {step} up to date", flush=True)
+        elif state == "note":
+            print(f"      {info}", flush=True)
         else:
-            print(f"  {step} done in {seconds:.1f} s", flush=True)
+            print(f"  {step} done in {info:.1f} s", flush=True)
 
     manifest = args.manifest or default_manifest()
     print(f"redux {__version__}: target '{args.target}' from {manifest}", flush=True)

@@ -75,7 +75,9 @@ def target_digest(target) -> str:
     files = []
     raw = target.raw_dir
     if raw is not None and raw.is_dir():
-        files += [_stat(p) for p in sorted(raw.iterdir()) if p.is_file()]
+        # every file below the raw folder, by its path there (frames in subfolders count)
+        files += [[str(p.relative_to(raw)), *_stat(p)[1:]] for p in sorted(raw.rglob("*"))
+                  if p.is_file()]
 
     def walk(value):
         if isinstance(value, dict):

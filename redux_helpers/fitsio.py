@@ -38,12 +38,48 @@ def is_fits_name(path) -> bool:
 
 
 def frame_stem(path) -> str:
-    """A frame's name without its FITS suffix: 'a/b/ngc_R_001.fits.gz' -> 'ngc_R_001'."""
-    name = Path(path).name
+    """The name of a raw frame's products: its path below the raw folder, without suffix.
+
+    Frames are known by their path below ``raw_dir`` (the inventory's ``file``), so two
+    frames of the same name in two subfolders get two products; the folders become part
+    of the name, joined by ``__``.
+
+    >>> frame_stem("ngc_R_001.fits.gz")
+    'ngc_R_001'
+    >>> frame_stem("night2/ngc_R_001.fits")
+    'night2__ngc_R_001'
+    """
+    parts = Path(path).parts
+    name = parts[-1] if parts else str(path)
     for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
+            name = name[: -len(suffix)]
+            break
+    else:
+        name = Path(name).stem
+    return "__".join([*parts[:-1], name])
+
+
+def verify_file(path):
+    """Read a raw file whole once, so that damage anywhere in it is found now.
+
+    A gzip-compressed file is decompressed to its end, where gzip checks its CRC and
+    length (astropy reads only as far as it needs and never sees a bad CRC). (A file's
+    ``CHECKSUM``/``DATASUM`` keywords are checked by `open_fits` on every read.) Raises
+    `FrameError`.
+    """
+    import gzip
+    import zlib
+
+    path = Path(path)
+    if path.name.lower().endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as f:
+                while f.read(1 << 22):
+                    pass
+        except (OSError, EOFError, zlib.error) as exc:
+            msg = f"{path} is damaged: its gzip stream fails its check ({exc}); {ADVICE}"
+            raise FrameError(msg) from None
 
 
 def open_fits(path) -> fits.HDUList:
@@ -56,7 +92,8 @@ def open_fits(path) -> fits.HDUList:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            hdul = fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=False)
+            hdul = fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=False,
+                             checksum=True)
     except FileNotFoundError:
         msg = f"{path}: file not found"
         raise FrameError(msg) from None
@@ -64,9 +101,13 @@ def open_fits(path) -> fits.HDUList:
         msg = f"{path} is not a readable FITS file ({exc}); {ADVICE}"
         raise FrameError(msg) from None
     for w in caught:
-        if "truncated" in str(w.message):
+        text = str(w.message).strip()
+        # DATASUM guards the pixels; a failed CHECKSUM alone is usually a header edited
+        # by software after the file was written, which does not harm the data
+        if "truncated" in text or "datasum verification failed" in text.lower():
             hdul.close()
-            msg = f"{path} is truncated ({w.message}); {ADVICE}"
+            what = "truncated" if "truncated" in text else "damaged (its DATASUM fails)"
+            msg = f"{path} is {what} ({text}); {ADVICE}"
             raise FrameError(msg)
     if image_hdu_index(hdul) is None:
         hdul.close()

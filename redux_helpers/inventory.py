@@ -9,6 +9,7 @@ no flats, mixed binning, saturated or under-exposed flats, frames that don't ope
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -18,14 +19,14 @@ from astropy.table import Table
 
 from . import headers
 from .errors import FrameError, ReduxError
-from .fitsio import is_fits_name, read_frame
+from .fitsio import frame_stem, is_fits_name, read_frame, verify_file
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("file", "frametype", "imagetyp", "object", "filter", "exptime", "binning",
            "naxis1", "naxis2", "gain", "read_noise", "ccd_temp", "airmass", "date_obs",
            "saturate", "biassec", "trimsec", "median", "robust_std", "min", "max",
-           "sat_frac", "problem")
+           "sat_frac", "filter_hint", "problem")
 
 
 def find_frames(raw_dir, *, exclude=()) -> list[Path]:
@@ -41,20 +42,50 @@ def find_frames(raw_dir, *, exclude=()) -> list[Path]:
 
 
 def frame_overrides(settings: dict, name: str) -> dict:
-    """Manifest keyword overrides for one file: '*' entries, then the file's own."""
+    """Manifest keyword overrides for one file: '*' entries, then its name's, then its path's.
+
+    ``name`` is the file's path below the raw folder; an entry may name the file by that
+    path (``night2/a.fits``) or by its bare name (``a.fits``, then it applies in every
+    subfolder).
+    """
     table = settings.get("header_overrides") or {}
-    return {**(table.get("*") or {}), **(table.get(name) or {})}
+    return {**(table.get("*") or {}), **(table.get(Path(name).name) or {}),
+            **(table.get(str(name)) or {})}
+
+
+#: Header keywords that may hold a filter under a name redux does not read by default.
+_FILTERISH = re.compile(r"FILT|WHEEL|BAND|WAVE|^WL|INSFLNAM|ELEMENT")
+#: Filter names looked for as words of OBJECT (a hint to offer, never a guess used).
+_FILTER_WORDS = ("U", "B", "V", "R", "I", "u", "g", "r", "i", "z", "Y", "J", "H", "K",
+                 "Ha", "Halpha", "OIII", "SII", "Hb", "L", "Lum", "Red", "Green", "Blue",
+                 "Clear")
+
+
+def filter_hint(header) -> str:
+    """The header cards that might say a frame's filter, as JSON (for `find_problems`)."""
+    cards = {k: str(v).strip() for k, v in header.items()
+             if k and _FILTERISH.search(k) and str(v).strip()}
+    if str(header.get("OBJECT", "")).strip():
+        cards["OBJECT"] = str(header["OBJECT"]).strip()
+    return json.dumps(cards, sort_keys=True)
 
 
 def describe_frame(path, settings: dict | None = None, *, raw_dir=None) -> dict:
-    """One inventory row: normalised header facts and pixel statistics of a frame."""
+    """One inventory row: normalised header facts and pixel statistics of a frame.
+
+    The file is read whole once (`fitsio.verify_file`): a damaged compressed file is
+    found here, not as garbage pixels three steps later.
+    """
     settings = settings or {}
     path = Path(path)
     name = str(path.relative_to(raw_dir)) if raw_dir else path.name
-    data, header = read_frame(path, frame_overrides(settings, path.name))
-    row = headers.normalised(header, settings, filename=path.name)
+    verify_file(path)
+    data, header = read_frame(path, frame_overrides(settings, name))
+    forced = settings.get("frame_types") or {}
+    row = headers.normalised(header, settings, filename=name if name in forced else path.name)
     row.update(file=name, naxis1=int(data.shape[1]), naxis2=int(data.shape[0]), problem="",
-               filter=row["filter"] or "")
+               filter=row["filter"] or "",
+               filter_hint="" if row["filter"] else filter_hint(header))
     sec = headers.sections(header)
     img = data[sec[1]] if sec else data
     sample = img[::2, ::2] if img.size > 4e6 else img
@@ -102,7 +133,7 @@ def _blank(col):
 
 def _dtype(col):
     return str if col in ("file", "frametype", "imagetyp", "object", "filter", "binning",
-                          "date_obs", "biassec", "trimsec", "problem") else float
+                          "date_obs", "biassec", "trimsec", "filter_hint", "problem") else float
 
 
 def select(table, frametype, *, filter=None, binning=None) -> Table:
@@ -142,9 +173,18 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
         if r["frametype"] in ("light", "standard", "dark", "flat") and np.isnan(r["exptime"]):
             add("error", r["file"], "no exposure time keyword (EXPTIME/EXPOSURE/ITIME)",
                 "add it under header_overrides for this file in the manifest")
-        if r["frametype"] in ("light", "standard", "flat") and not r["filter"]:
-            add("warning", r["file"], "no filter found in the header",
-                "set filter_keyword, filter_codes or filter_from_object in the manifest")
+    unknown = ok[np.isin(ok["frametype"], ["light", "standard", "flat"]) & (ok["filter"] == "")]
+    if len(unknown):
+        add("error", ", ".join(unknown["file"]), unknown_filter_problem(unknown),
+            unknown_filter_fix(unknown))
+    for stem, files in duplicate_stems(table["file"]).items():
+        add("error", ", ".join(files), f"{len(files)} files would make products of one name "
+            f"('{stem}'): one would overwrite the other",
+            "rename one of them, or list all but one under 'exclude:' in the manifest")
+    for files in same_frames(ok):
+        add("warning", ", ".join(files), "these files look like copies of one frame (same "
+            "DATE-OBS, size and pixel statistics); each would count as a frame of its own",
+            "list all but one under 'exclude:' in the manifest")
     for kind in ("bias", "dark", "flat", "light", "standard"):
         sub = ok[ok["frametype"] == kind]
         bins = sorted(set(sub["binning"]))
@@ -188,6 +228,94 @@ def light_binning(table) -> str:
     return str(values[np.argmax(counts)])
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a filter or object name."""
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("_") or "none"
+def duplicate_stems(files) -> dict[str, list[str]]:
+    """Product names (`fitsio.frame_stem`) that two or more raw files would share."""
+    by_stem: dict[str, list[str]] = {}
+    for f in files:
+        by_stem.setdefault(frame_stem(str(f)), []).append(str(f))
+    return {k: v for k, v in by_stem.items() if len(v) > 1}
+
+
+def same_frames(table) -> list[list[str]]:
+    """Groups of rows that look like one frame stored twice (e.g. in two subfolders)."""
+    keys: dict[tuple, list[str]] = {}
+    for r in table:
+        if not str(r["date_obs"]):
+            continue
+        key = (str(r["date_obs"]), int(r["naxis1"]), int(r["naxis2"]), float(r["median"]),
+               float(r["robust_std"]), float(r["min"]), float(r["max"]))
+        keys.setdefault(key, []).append(str(r["file"]))
+    return [v for v in keys.values() if len(v) > 1]
+
+
+def _hints(rows) -> dict[str, list[str]]:
+    """Keyword -> the distinct values it has over ``rows`` (from their ``filter_hint``)."""
+    values: dict[str, set] = {}
+    for r in rows:
+        for k, v in json.loads(r["filter_hint"] or "{}").items():
+            values.setdefault(k, set()).add(v)
+    return {k: sorted(v) for k, v in sorted(values.items())}
+
+
+def unknown_filter_problem(rows) -> str:
+    """What 00 says of frames whose filter it can't tell (see `unknown_filter_fix`)."""
+    kinds = ", ".join(f"{int(np.sum(rows['frametype'] == k))} {k}"
+                      for k in ("flat", "light", "standard") if np.any(rows["frametype"] == k))
+    hints = _hints(rows)
+    keys = [k for k in hints if k != "OBJECT"]
+    said = "; ".join(f"{k} = " + ", ".join(repr(v) for v in hints[k][:6])
+                     + (" ..." if len(hints[k]) > 6 else "") for k in keys)
+    if len(hints.get("OBJECT", [])) > 1:
+        said += ("; " if said else "") + f"OBJECT varies ({len(hints['OBJECT'])} values)"
+    return (f"{len(rows)} frames ({kinds}) have no filter redux can read, and frames of "
+            "unknown filter are never combined (they could mix filters); "
+            + (f"header keywords that may say it: {said}" if said else
+               "no header keyword names a filter"))
+
+
+def unknown_filter_fix(rows) -> str:
+    """The manifest lines that give frames of unknown filter their filter."""
+    hints = _hints(rows)
+    keys = [k for k in hints if k != "OBJECT"]
+    ways = []
+    if keys:
+        # the keyword whose values split the frames best comes first
+        k = max(keys, key=lambda key: (len(hints[key]), key == "FILTERS"))
+        codes = ", ".join(f'"{v}": <name>' for v in hints[k][:8])
+        ways.append(f"filter_keyword: {k}  and  filter_codes: {{{codes}}}  (the filter each "
+                    "value stands for; without codes the values are used as names)")
+    words = _object_filter_words(rows)
+    if words:
+        ways.append(f"filter_from_object: [{', '.join(words)}]  (OBJECT says the filter)")
+    ways.append('header_overrides: {"*": {FILTER: <name>}}  when every frame has one '
+                "filter, or per file: header_overrides: {file.fits: {FILTER: <name>}}")
+    return "add under the target in the manifest one of: " + "  |  ".join(ways)
+
+
+def _object_filter_words(rows) -> list[str]:
+    """Filter names found as a word in the OBJECT of every row, or [] if some row has none."""
+    found = set()
+    for r in rows:
+        words = set(re.split(r"[\s\-_,;:/()]+", str(r["object"])))
+        hit = [w for w in _FILTER_WORDS if w in words]
+        if len(hit) != 1:
+            return []
+        found.add(hit[0])
+    return sorted(found)
+
+
+def problem_summary(problems, *, limit=6) -> list[str]:
+    """A few lines for the terminal: counts by severity, then the first problems."""
+    if not len(problems):
+        return ["no problems found"]
+    n_err = int(np.sum(problems["severity"] == "error"))
+    lines = [f"{n_err} error(s), {len(problems) - n_err} warning(s) "
+             "(all in 00_inspect/problems.ecsv):"]
+    order = sorted(range(len(problems)), key=lambda i: problems["severity"][i] != "error")
+    for i in order[:limit]:
+        r = problems[i]
+        where = f"{r['file']}: " if r["file"] and len(str(r["file"])) < 60 else ""
+        lines.append(f"  {r['severity']}: {where}{r['problem']}")
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more")
+    return lines

@@ -23,8 +23,8 @@ from astropy.table import Table
 
 from .calibrate import Masters
 from .fitsio import read_product
-from .inventory import safe_name
 from .masks import has
+from .product_names import filter_part
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def superdarks_table_path(paths) -> Path:
 
 def superflat_path(paths, filt) -> Path:
     """``02_superflat/superflat_<filter>.fits``."""
-    return paths.step("02_superflat") / f"superflat_{safe_name(filt)}.fits"
+    return paths.step("02_superflat") / f"superflat_{filter_part(filt)}.fits"
 
 
 def read_superdarks(paths) -> Table | None:

@@ -159,7 +159,9 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
     params : dict, optional
         Notebook parameters; they override the target's ``params:`` in the manifest.
     on_step : callable, optional
-        Called with (step, 'start' | 'done' | 'skipped', seconds) for progress reports.
+        Called with (step, 'start' | 'done' | 'skipped', seconds) for progress reports,
+        and with (step, 'note', text) for each line a finished step has to say in the
+        terminal (00's problems).
     skip_current : bool
         Leave out the steps that are up to date.
     """
@@ -253,7 +255,20 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
         results.append(StepResult(step, dt, out))
         if on_step:
             on_step(step, "done", dt)
+            for line in step_notes(root, step):
+                on_step(step, "note", line)
     return results
+
+
+def step_notes(root: Path, step: str) -> list[str]:
+    """What a finished step has to say in the terminal: 00's problems, in a few lines."""
+    if step != "00_inspect":
+        return []
+    from .fitsio import read_table
+    from .inventory import problem_summary
+
+    path = Path(root) / step / "problems.ecsv"
+    return problem_summary(read_table(path)) if path.is_file() else []
 
 
 def _keep(tmp: Path, out: Path):

@@ -8,11 +8,13 @@ products go (``<products>/<target>/<NN_step>/``).
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from . import demo
 from .errors import ReduxError
 from .manifest import Target, load_target
+from .product_names import stack_file
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,29 @@ class Paths:
             p.mkdir(parents=True, exist_ok=True)
         return p
 
+    def empty(self, step: str):
+        """Remove what an earlier run of ``step`` left in its folder (the folder stays)."""
+        folder = self.step(step)
+        if not folder.is_dir():
+            return
+        for p in folder.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        log.info("emptied %s", folder)
+
     @property
     def inventory(self) -> Path:
         return self.root / "00_inspect" / "inventory.ecsv"
 
 
-def open_target(name, manifest, products="products"):
+def open_target(name, manifest, products="products", *, step=None):
     """Validate ``manifest``, make the demo if ``name`` is one, and return (target, paths).
+
+    A notebook names its ``step``: that step's folder is emptied, so that it holds what
+    this run of the step makes and only that (a product an earlier run made under
+    another name, e.g. for a filter since renamed, can't be read as this run's).
 
     Parameters
     ----------
@@ -57,6 +75,8 @@ def open_target(name, manifest, products="products"):
         The manifest (``data_manifest.yaml``).
     products : path-like
         The products folder; this target's products go to ``products/name/``.
+    step : str, optional
+        The step about to run (e.g. ``'05_background'``), whose folder is emptied.
     """
     target = load_target(name, manifest)
     if "demo" in target.settings:
@@ -65,7 +85,10 @@ def open_target(name, manifest, products="products"):
                    "'/raw' (the truth is written beside it)")
             raise ReduxError(msg)
         demo.ensure_demo(target.raw_dir.parent, target.settings["demo"])
-    return target, Paths(products, name)
+    paths = Paths(products, name)
+    if step is not None:
+        paths.empty(step)
+    return target, paths
 
 
 def demo_truth(target: Target):
@@ -85,7 +108,7 @@ def stack_path(target: Target, paths: Paths, filt: str, *, after: str = "09_hii_
     order = STEPS.index(after)
     for step in ("08_photometry", "07_stack"):
         if STEPS.index(step) < order:
-            p = paths.step(step) / f"stack_{filt}.fits"
+            p = stack_file(paths.step(step), filt)
             if p.is_file():
                 return p
     given = (target.get("stacks") or {}).get(filt)   # made absolute by load_target

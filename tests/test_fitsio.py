@@ -62,5 +62,46 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 
 def test_frame_stem():
-    assert fitsio.frame_stem("a/b/ngc_R_001.fits.gz") == "ngc_R_001"
+    """Products are named by the frame's path below raw_dir: subfolders keep them apart."""
+    assert fitsio.frame_stem("a/b/ngc_R_001.fits.gz") == "a__b__ngc_R_001"
+    assert fitsio.frame_stem("ngc_R_001.fits.gz") == "ngc_R_001"
     assert fitsio.frame_stem("M51.fit") == "M51"
+    assert fitsio.frame_stem("n1/x.fits") != fitsio.frame_stem("n2/x.fits")
+
+
+def _gz_with_bad_crc(tmp_path, data):
+    """A full-length .fits.gz whose gzip CRC is wrong (one bit of the trailer flipped)."""
+    import gzip
+
+    plain = tmp_path / "plain.fits"
+    fits.PrimaryHDU(data).writeto(plain)
+    good = tmp_path / "good.fits.gz"
+    with gzip.open(good, "wb") as g:
+        g.write(plain.read_bytes())
+    raw = bytearray(good.read_bytes())
+    raw[-6] ^= 0x55            # inside the CRC32 of the 8-byte trailer
+    bad = tmp_path / "bad.fits.gz"
+    bad.write_bytes(bytes(raw))
+    return good, bad
+
+
+def test_bad_crc_is_found_whole_file(tmp_path):
+    """astropy reads a .fits.gz with a wrong CRC without complaint; verify_file does not."""
+    data = np.arange(64 * 64, dtype=np.int16).reshape(64, 64)
+    good, bad = _gz_with_bad_crc(tmp_path, data)
+    fitsio.verify_file(good)
+    np.testing.assert_array_equal(fitsio.read_frame(bad)[0], data)   # astropy: no complaint
+    with pytest.raises(FrameError, match=r"bad\.fits\.gz is damaged.*CRC"):
+        fitsio.verify_file(bad)
+
+
+def test_datasum_failure_is_an_unreadable_frame(tmp_path):
+    data = np.arange(100 * 100, dtype=np.int16).reshape(100, 100)
+    path = tmp_path / "ck.fits"
+    fits.PrimaryHDU(data).writeto(path, checksum=True)
+    raw = bytearray(path.read_bytes())
+    raw[2880 + 500] ^= 0xFF                      # one byte of the pixels
+    (tmp_path / "bad.fits").write_bytes(bytes(raw))
+    assert fitsio.read_frame(path)[0].sum() == data.sum()
+    with pytest.raises(FrameError, match="DATASUM"):
+        fitsio.read_frame(tmp_path / "bad.fits")
