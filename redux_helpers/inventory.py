@@ -185,6 +185,9 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
         add("warning", ", ".join(files), "these files look like copies of one frame (same "
             "DATE-OBS, size and pixel statistics); each would count as a frame of its own",
             "list all but one under 'exclude:' in the manifest")
+    for what, files in mixed_sizes(ok):
+        add("error", files, what, "list the frames of the other size under 'exclude:' in the "
+            "manifest, or make them a target of their own (one raw_dir per camera set-up)")
     for kind in ("bias", "dark", "flat", "light", "standard"):
         sub = ok[ok["frametype"] == kind]
         bins = sorted(set(sub["binning"]))
@@ -226,6 +229,53 @@ def light_binning(table) -> str:
         return "1x1"
     values, counts = np.unique(np.asarray(lights["binning"]), return_counts=True)
     return str(values[np.argmax(counts)])
+
+
+def _size(r) -> str:
+    return f"{int(r['naxis1'])}x{int(r['naxis2'])}"
+
+
+def mixed_sizes(table) -> list[tuple[str, str]]:
+    """(problem, files) for frames that can't be combined or calibrated for their size.
+
+    Lights (and standards, flats) of one filter must share one raw size, and biases,
+    darks and each filter's flats must have the size of the lights they calibrate.
+    """
+    out = []
+
+    def sizes_of(rows):
+        by: dict[str, list[str]] = {}
+        for r in rows:
+            by.setdefault(_size(r), []).append(str(r["file"]))
+        return by
+
+    def listed(by):
+        return "; ".join(f"{size} ({len(f)}: {', '.join(f[:3])}{' ...' if len(f) > 3 else ''})"
+                         for size, f in sorted(by.items(), key=lambda kv: -len(kv[1])))
+
+    science = table[np.isin(table["frametype"], ["light", "standard"])]
+    for filt in sorted(set(table["filter"][np.isin(table["frametype"],
+                                                   ["light", "standard", "flat"])]) - {""}):
+        for kind in ("light", "flat"):
+            kinds = ["light", "standard"] if kind == "light" else ["flat"]
+            rows = table[np.isin(table["frametype"], kinds) & (table["filter"] == filt)]
+            by = sizes_of(rows)
+            if len(by) > 1:
+                out.append((f"{kind}s of filter {filt} come in {len(by)} raw sizes: {listed(by)}; "
+                            "a master or a stack holds frames of one size",
+                            ", ".join(f for files in by.values() for f in files)))
+    lights = sizes_of(science)
+    if len(lights) != 1:
+        return out
+    size = next(iter(lights))
+    for kind in ("bias", "dark", "flat"):
+        rows = table[table["frametype"] == kind]
+        other = {k: v for k, v in sizes_of(rows).items() if k != size}
+        if other:
+            out.append((f"{sum(len(v) for v in other.values())} {kind} frame(s) are not the "
+                        f"lights' size {size}: {listed(other)}; they can't calibrate them",
+                        ", ".join(f for files in other.values() for f in files)))
+    return out
 
 
 def duplicate_stems(files) -> dict[str, list[str]]:

@@ -181,3 +181,36 @@ def test_a_rerun_leaves_no_stale_product(small_demo, tmp_path):
     assert "superflat_none.fits" not in there and "superbias.fits" in there
     rec = fingerprint.read_record(products / "night", "01_superbias")
     assert sorted(k.split("/")[-1] for k in rec["products"] if k.startswith("01_")) == there
+
+
+def test_misc_small_stops_at_00_for_filter_then_for_sizes(realdata):
+    """misc_small is a drawer of unrelated real frames: M51 (512x512, no filter keyword,
+    'B' only in OBJECT), MaxIm crops of 200x100 and 100x100, 100x100 bias crops. Given
+    M51's filter, 00 still refuses to combine B frames of two sizes, naming both."""
+    from redux_helpers import inventory
+
+    folder = realdata / "misc_small"
+    problems = inventory.find_problems(inventory.build_inventory(folder, {}))
+    (err,) = problems[problems["severity"] == "error"]
+    assert err["file"] == "M51_devpix.fits" and "filter_from_object: [B]" in err["what_to_do"]
+    inv = inventory.build_inventory(folder, {"header_overrides": {
+        "M51_devpix.fits": {"FILTER": "B"}}})
+    problems = inventory.find_problems(inv)
+    (err,) = problems[problems["severity"] == "error"]
+    assert "lights of filter B come in 2 raw sizes: 512x512 (1: M51_devpix.fits); " \
+           "200x100 (1: msumastro_maximdl_5_23_header.fit)" in err["problem"]
+
+
+def test_calibration_frames_of_another_size_are_refused():
+    from astropy.table import Table
+
+    from redux_helpers import inventory
+
+    t = Table({"file": ["b1.fits", "b2.fits", "f1.fits", "l1.fits", "l2.fits"],
+               "frametype": ["bias", "bias", "flat", "light", "light"],
+               "filter": ["", "", "V", "V", "V"],
+               "naxis1": [100, 110, 110, 110, 110], "naxis2": [100, 100, 100, 100, 100]})
+    (what, files), = inventory.mixed_sizes(t)
+    assert files == "b1.fits" and "1 bias frame(s) are not the lights' size 110x100" in what
+    t["naxis1"][4] = 120
+    assert "lights of filter V come in 2 raw sizes" in inventory.mixed_sizes(t)[0][0]
