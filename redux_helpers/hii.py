@@ -2,8 +2,8 @@
 
 The steps, in the order a notebook runs them:
 
-1. `continuum_scale`: how bright a pure continuum source is in the Hα filter compared
-   with the broad band (R), measured on the field stars of both stacks.
+1. (The continuum scale, how bright a pure continuum source is in the Hα filter
+   compared with the broad band (R), is `redux_helpers.continuum_scale`'s.)
 2. `subtract_continuum`: the pure line image, ``(Hα - s R) / (1 - s q)``, with its
    uncertainty; the ``1 - s q`` puts back the line light that the broad band also
    contains and that ``s R`` took away.
@@ -61,113 +61,8 @@ DEBLEND = {"n_levels": 32, "contrast": 0.001, "mode": "sinh"}
 #: Small-sample correction of the normal-consistent MAD (1.4826 MAD) for n < 10, from a
 #: Monte Carlo of 4e5 normal samples per n (agrees with Croux & Rousseeuw 1992 to 1 %);
 #: for n >= 10 their approximation n / (n - 0.8) is used.
-_MAD_SMALL_N = {3: 1.486, 4: 1.362, 5: 1.218, 6: 1.191, 7: 1.138, 8: 1.127, 9: 1.102}
 _RAD_PER_ARCSEC = math.pi / (180.0 * 3600.0)
 _CM_PER_MPC = (1.0 * u.Mpc).to_value(u.cm)
-
-
-# ---- 1. the continuum scale ------------------------------------------------------------
-def continuum_scale(flux_ha, err_ha, flux_r, err_r, *, clip=3.0, min_snr=20.0) -> dict:
-    """The ratio s = F(Hα filter) / F(R) of continuum sources, from stars in both stacks.
-
-    Stars have (almost) no Hα line, so their flux ratio between the two filters is the
-    factor that turns the broad-band image into the continuum under the Hα filter.
-    Stars differ in colour, so the ratios scatter by a few per cent beyond their
-    measurement errors; an emission-line star or a star blended with an HII region
-    sits far above. Hence a robust estimate: a weighted median, iteratively clipped.
-
-    Parameters
-    ----------
-    flux_ha, err_ha, flux_r, err_r : array_like
-        The same stars' fluxes and 1-sigma errors in the Hα and R stacks (any one unit
-        per filter, e.g. e-/s); NaN for a star not measured.
-    clip : float
-        A star is rejected when its ratio is further than ``clip`` times
-        ``max(scatter, its own error)`` from the median; ``scatter`` is the
-        normal-consistent MAD of the kept ratios.
-    min_snr : float
-        Only stars with S/N above this in *both* stacks are used: a faint star's ratio
-        is dominated by noise, not by its colour.
-
-    Returns
-    -------
-    dict
-        ``scale`` (the weighted median of the kept ratios, weights
-        ``1 / (err² + σ_int²)`` with ``σ_int`` the scatter in excess of the errors,
-        i.e. the stars' colour spread, so that a few very bright stars do not decide
-        alone); ``scale_err`` = ``sqrt(π/2) σ / sqrt(n)``, the standard error of a
-        median of ``n`` normal values of spread ``σ`` = 1.4826 MAD times the
-        small-sample factor (see ``_MAD_SMALL_N``); ``scatter`` (that ``σ``);
-        ``n_used``, ``n_total``, ``used`` (bool per star), ``ratios``, ``ratio_errs``
-        (per star, NaN where not measurable), ``method`` (a sentence).
-
-    Raises
-    ------
-    ReduxError
-        Fewer than 3 usable stars.
-    """
-    fha, eha, fr, er = (np.asarray(a, dtype=float).ravel() for a in
-                        (flux_ha, err_ha, flux_r, err_r))
-    if not fha.size == eha.size == fr.size == er.size:
-        msg = (f"continuum_scale: the four star arrays differ in length "
-               f"({fha.size}, {eha.size}, {fr.size}, {er.size}); give one value per star")
-        raise ReduxError(msg)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = fha / fr
-        ratio_errs = np.abs(ratios) * np.hypot(eha / fha, er / fr)
-        good = (np.isfinite(ratios) & np.isfinite(ratio_errs) & (eha > 0) & (er > 0)
-                & (fha / eha > min_snr) & (fr / er > min_snr))
-    _need_stars(int(good.sum()), fha.size, f"with S/N > {min_snr:g} in both stacks")
-    used = good.copy()
-    for _ in range(50):
-        scale, sigma = _robust_ratio(ratios[used], ratio_errs[used])
-        keep = good & (np.abs(ratios - scale) <= clip * np.maximum(sigma, ratio_errs))
-        if keep.sum() < 3 or np.array_equal(keep, used):
-            break
-        used = keep
-    scale, sigma = _robust_ratio(ratios[used], ratio_errs[used])
-    n = int(used.sum())
-    scale_err = math.sqrt(math.pi / 2.0) * sigma / math.sqrt(n)
-    log.info("continuum scale %.5f ± %.5f from %d of %d stars (scatter %.2f %%)",
-             scale, scale_err, n, fha.size, 100 * sigma / scale)
-    return {"scale": float(scale), "scale_err": float(scale_err), "scatter": float(sigma),
-            "n_used": n, "n_total": int(fha.size), "used": used,
-            "ratios": ratios, "ratio_errs": ratio_errs,
-            "method": ("weighted median of clipped star ratios; error sqrt(pi/2) * "
-                       "1.4826 MAD * small-sample factor / sqrt(n)")}
-
-
-def _need_stars(n, n_total, what):
-    if n < 3:
-        msg = (f"only {n} of {n_total} stars {what}; the continuum scale needs at least 3. "
-               "Measure more (or fainter) stars, lower min_snr, or give the scale "
-               "instead (e.g. from the filters' transmission curves or a previous night)")
-        raise ReduxError(msg)
-
-
-def _robust_sigma(x):
-    """Normal-consistent MAD of ``x`` with the small-sample correction."""
-    n = x.size
-    factor = _MAD_SMALL_N.get(n, n / (n - 0.8)) if n >= 3 else 1.0
-    return 1.482602 * factor * float(np.median(np.abs(x - np.median(x))))
-
-
-def _robust_ratio(ratios, errs):
-    """Weighted median of ratios and their scatter (see `continuum_scale`)."""
-    sigma = _robust_sigma(ratios)
-    intrinsic2 = max(sigma ** 2 - float(np.median(errs ** 2)), 0.0)
-    return _weighted_median(ratios, 1.0 / (errs ** 2 + intrinsic2)), sigma
-
-
-def _weighted_median(x, w):
-    """The value below which half the weight lies (the mean of two at an exact tie)."""
-    order = np.argsort(x)
-    x, cw = x[order], np.cumsum(w[order])
-    half = 0.5 * cw[-1]
-    i = int(np.searchsorted(cw, half))
-    if np.isclose(cw[i], half, rtol=1e-12, atol=0.0) and i + 1 < x.size:
-        return 0.5 * (x[i] + x[i + 1])
-    return float(x[i])
 
 
 # ---- 2. the line image -----------------------------------------------------------------
@@ -184,7 +79,7 @@ def subtract_continuum(ha, ha_unc, r, r_unc, scale, *, scale_err=0.0, line_in_co
         The aligned Hα and R stacks (e-/s, background subtracted) and their 1-sigma
         uncertainties.
     scale : float
-        ``s`` from `continuum_scale`.
+        ``s`` from `redux_helpers.continuum_scale`.
     scale_err : float
         Its 1-sigma error. It is added per pixel as ``|∂line/∂s| σ_s`` with
         ``∂line/∂s = (q Hα - R) / (1 - s q)²``. This error is the *same* draw in every

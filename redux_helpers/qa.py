@@ -859,6 +859,16 @@ def _hii(paths, target, truth, out):
                        f"{', from ' + str(src) if src else ''}); warn if the relative error "
                        f"exceeds {100 * CONT_SCALE_REL_WARN:g} % (it is that error on the line "
                        "flux of a region whose continuum equals its line)")
+        est = meta.get("estimates") or {}
+        if len(est) > 1:
+            agree = bool(meta.get("scale_agree", True))
+            listed = "; ".join(f"{k} {_float(v.get('scale')):.4g} +- {_fmt(_float(v.get('scale_err')), 2)}"
+                               for k, v in est.items())
+            out.add("continuum_scale_agreement", len(est), unit="estimates",
+                    flag="pass" if agree else "warn",
+                    reason=f"{listed}: " + ("they agree within 2 sigma" if agree else
+                                            "; ".join(meta.get("scale_disagreements") or []))
+                    + "; warn when two independent estimates differ by more than 2 sigma")
         if meta.get("scale_from") == "stars":
             n = int(meta.get("n_used", 0))
             out.add("continuum_scale_stars", n, unit="stars", flag="pass" if n >= 5 else "warn",

@@ -79,44 +79,6 @@ def match(table, truth, radius=1.0):
     return d.argmin(axis=1), d.min(axis=1) < radius
 
 
-# ---- continuum scale -------------------------------------------------------------------
-def star_fluxes(rng, n=30, scale=0.08, colour=0.03, outlier=True, n_faint=5):
-    """R and Hα fluxes (e-/s) of stars with colour scatter, an Hα emitter first, faint last."""
-    f_r = np.exp(rng.uniform(np.log(3e3), np.log(3e5), n))
-    f_r = np.r_[2e4, f_r, np.full(n_faint, 150.0)] if outlier else f_r
-    ratio = scale * (1 + rng.normal(0.0, colour, f_r.size))
-    if outlier:
-        ratio[0] = 0.2
-    e_r = np.sqrt(f_r * 0.1 + 60.0 ** 2 * 0.01)       # Poisson + sky, 1200 s R stack
-    f_ha = ratio * f_r
-    e_ha = np.sqrt(f_ha * 0.05 + 30.0 ** 2 * 0.002)   # 2400 s Hα stack
-    return (f_ha + rng.normal(0, e_ha), e_ha, f_r + rng.normal(0, e_r), e_r)
-
-
-def test_continuum_scale_recovers_injected_scale_and_rejects_the_emitter():
-    res = hii.continuum_scale(*star_fluxes(np.random.default_rng(3)))
-    assert res["scale"] == pytest.approx(0.08, rel=0.03)
-    assert not res["used"][0]                            # the Hα emitter is clipped
-    assert not res["used"][-5:].any()                    # S/N < 20: never used
-    assert res["n_total"] == 36 and 27 <= res["n_used"] <= 30
-    assert res["ratios"][0] == pytest.approx(0.2, rel=0.05)
-
-
-def test_continuum_scale_error_matches_the_spread_of_repeated_nights():
-    rng = np.random.default_rng(11)
-    runs = [hii.continuum_scale(*star_fluxes(rng)) for _ in range(300)]
-    scales = np.array([r["scale"] for r in runs])
-    errs = np.array([r["scale_err"] for r in runs])
-    assert abs(np.mean(scales) / 0.08 - 1) < 0.003       # unbiased despite the emitter
-    assert np.median(errs) / np.std(scales) == pytest.approx(1.0, abs=0.25)
-
-
-def test_continuum_scale_needs_three_stars_and_says_the_scale_can_be_given():
-    f = np.array([1e4, 2e4, 50.0])
-    with pytest.raises(ReduxError, match="give the scale"):
-        hii.continuum_scale(0.08 * f, np.full(3, 20.0), f, np.full(3, 30.0))
-
-
 # ---- continuum subtraction ---------------------------------------------------------------
 def line_scene(rng, s=0.08, q=0.9):
     """Continuum disk + two line regions through the Hα and R filters, with noise."""
