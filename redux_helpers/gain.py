@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
+from astropy.stats import sigma_clip, sigma_clipped_stats
 from astropy.table import Table
 
 from .errors import ReduxError
@@ -51,10 +51,15 @@ class GainError(ReduxError):
     """The gain and read noise can't be measured; the message names the manifest lines."""
 
 
-def _refuse(why: str):
+def refusal(why: str) -> GainError:
+    """The error to raise when the gain can't be measured, naming the manifest lines."""
     msg = (f"the gain and read noise can't be measured: {why}. Measure them another way "
            f"and add `{MANIFEST_LINES}` under the target in data_manifest.yaml")
-    raise GainError(msg)
+    return GainError(msg)
+
+
+def _refuse(why: str):
+    raise refusal(why)
 
 
 @dataclass
@@ -89,7 +94,7 @@ def _clipped(values, sigma):
 
 
 def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fraction=0.8,
-                    tiles=4, sigma=4.0, level_tolerance=0.1, saturate=np.inf, max_pairs=20):
+                    tiles=4, sigma=4.0, level_tolerance=0.25, saturate=np.inf, max_pairs=20):
     """Gain and read noise from bias pairs and flat pairs (Janesick's photon transfer).
 
     Parameters
@@ -116,7 +121,9 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
     sigma : float
         Clip differences this many standard deviations out (cosmic rays, hot pixels).
     level_tolerance : float
-        Flats within this fraction of each other's level above bias are a pair.
+        Flats within this fraction of each other's level above bias are a pair. As the
+        second flat is scaled to the first, the level matters little; a wide gap is more
+        likely to change the lamp's or the twilight's pattern, or the linearity.
     saturate : float
         In the input arrays' units (raw ADU): a flat with 0.1 % of its image area at or
         above it is dropped.
@@ -189,12 +196,16 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
     for p, (i, j) in enumerate(pairs):
         for t, box in enumerate(boxes):
             r = signal[i][t] / signal[j][t]
-            d = (flats[i][box] - level[t]) - r * (flats[j][box] - level[t])
-            v = _clipped(d, sigma)[1]
+            f1 = flats[i][box] - level[t]
+            d = f1 - r * (flats[j][box] - level[t])
+            # the signal over the very pixels whose variance is measured: a clipped mean
+            # would leave out dead columns whose (tiny) variance is in σ²(d)
+            kept = ~sigma_clip(d, sigma=sigma, maxiters=5).mask
+            v, s1 = float(np.var(d[kept])), float(np.mean(f1[kept]))
             variance[p, t] = v / (1 + r)
             excess = v - (1 + r ** 2) * var_b[t]
             if excess > 0:
-                gains[p, t] = signal[i][t] * (1 + r) / excess
+                gains[p, t] = s1 * (1 + r) / excess
     tile_gain = np.nanmean(gains, axis=0)
     ok = np.isfinite(tile_gain)
     if ok.sum() < max(2, nt // 2):
@@ -255,7 +266,7 @@ class Plan:
         return len(self.biases) * (len(self.biases) - 1) // 2
 
 
-def plan(inv, *, level_tolerance=0.1, flat_sat_frac=0.0):
+def plan(inv, *, level_tolerance=0.25, flat_sat_frac=0.0):
     """Which biases and flats of an inventory would measure the gain, or why none can.
 
     Uses the frames whose binning matches the lights; flats with more than
