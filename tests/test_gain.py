@@ -303,3 +303,23 @@ def test_every_real_header_is_listed(realdata):
     files = sorted(str(p.relative_to(realdata)) for p in realdata.glob("*/*.fit*"))
     assert set(files) == {n for n, _ in REAL_HEADERS}
 
+@pytest.mark.parametrize(("err", "source", "flag"), [(0.01, "measured", "pass"),
+                                                      (0.2, "measured", "warn"),
+                                                      (np.nan, "header", "info")])
+def test_qa_reports_gain_and_read_noise(tmp_path, err, source, flag):
+    from redux_helpers import fitsio, masters, qa
+    from redux_helpers.manifest import Target
+    from redux_helpers.targets import Paths
+
+    paths = Paths(tmp_path / "products", "night")
+    cam = gainmod.camera_table(gain=2.7, gain_err=err, read_noise=6.5, read_noise_err=0.05,
+                               gain_source=source, read_noise_source="measured",
+                               n_bias=5, n_pairs=6)
+    fitsio.write_table(cam, masters.camera_path(paths))
+    table = qa.collect(paths, Target(name="night", manifest=tmp_path / "m.yaml", settings={}))
+    r = {row["metric"]: row for row in table if row["step"] == "02_superflat"}
+    assert r["gain"]["value"] == 2.7 and r["gain"]["flag"] == flag
+    assert r["gain"]["unit"] == "e-/ADU"
+    said = "from 5 biases and 6 flat pairs" if source == "measured" else "from the header"
+    assert said in r["gain"]["reason"]
+    assert r["read_noise"]["flag"] == "pass" and r["read_noise"]["error"] == 0.05
