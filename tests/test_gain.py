@@ -303,6 +303,112 @@ def test_every_real_header_is_listed(realdata):
     files = sorted(str(p.relative_to(realdata)) for p in realdata.glob("*/*.fit*"))
     assert set(files) == {n for n, _ in REAL_HEADERS}
 
+
+# ---- (d) a night of our own making, through the real runner ---------------------------
+SKY_E = 3000.0                         # e- of sky in each light frame
+
+
+def make_night(raw, *, seed=11):
+    """A small night with no gain or read-noise keyword anywhere (not `demo.py`'s).
+
+    128 x 160 uint16 frames with a 16-column overscan on the right: 5 biases
+    (``IMAGETYP = 'zero'``), 3 dome flats at each of two levels in V, 2 lights
+    (``'object'``), exposure times in ``EXPOSURE``. Returns the camera (its flat pattern).
+    """
+    cam = Camera(seed=seed)
+    raw.mkdir(parents=True)
+
+    def write(name, data, imagetyp, exposure, filt=None):
+        h = fits.Header({"IMAGETYP": imagetyp, "OBJECT": name, "EXPOSURE": exposure,
+                         "BIASSEC": cam.biassec, "TRIMSEC": cam.trimsec})
+        if filt:
+            h["FILTER"] = filt
+        fits.PrimaryHDU(np.clip(data, 0, 65535).astype(np.uint16), h).writeto(raw / name)
+
+    for k in range(5):
+        write(f"zero{k + 1}.fits", cam.bias(), "zero", 0.0)
+    for k, level in enumerate([20000.0] * 3 + [50000.0] * 3):
+        write(f"flat{k + 1}.fits", cam.flatfield(level), "dome flat", 2.0, "V")
+    for k in range(2):
+        write(f"m42_{k + 1}.fits", cam.light(SKY_E), "object", 60.0, "V")
+    return cam
+
+
+@pytest.fixture(scope="module")
+def measured_night(tmp_path_factory):
+    from redux_helpers.runner import run_target
+    from tests.conftest import write_manifest
+
+    root = tmp_path_factory.mktemp("night")
+    cam = make_night(root / "raw")
+    manifest = write_manifest(root / "m.yaml", {"night": {"raw_dir": "raw"}})
+    run_target("night", manifest=manifest, products=root / "products",
+               only="00,01,02,03,04", params={"backend": "astroscrappy"}, html=False)
+    return cam, root / "products" / "night"
+
+
+def test_night_without_gain_is_measured_in_02(measured_night):
+    _, prod = measured_night
+    inv = Table.read(prod / "00_inspect" / "inventory.ecsv")
+    assert np.isnan(inv["gain"]).all() and set(inv["exptime"][inv["frametype"] == "light"]) == {60.0}
+    assert sorted(set(inv["frametype"])) == ["bias", "flat", "light"]
+    cam = Table.read(prod / "02_superflat" / "camera.ecsv")
+    c = cam[0]
+    print(f"measured gain {c['gain']:.3f} +- {c['gain_err']:.3f} e-/ADU (true {TRUE_GAIN}), "
+          f"read noise {c['read_noise']:.2f} +- {c['read_noise_err']:.2f} e- (true {TRUE_RN})")
+    assert c["gain_source"] == "measured" and c["read_noise_source"] == "measured"
+    assert c["gain"] == pytest.approx(TRUE_GAIN, rel=0.03)
+    assert c["read_noise"] == pytest.approx(TRUE_RN, rel=0.05)
+    assert 0 < c["gain_err"] < 0.03 * TRUE_GAIN and c["n_bias"] == 5 and c["n_pairs"] == 6
+    assert cam["gain"].unit == "electron / adu" and cam["read_noise"].unit == "electron"
+    # 00 said so, in its executed notebook
+    text = (prod / "notebooks" / "00_inspect.ipynb").read_text()
+    assert "02 will measure it from 10 bias and 6 flat pairs" in text
+
+
+def test_night_without_gain_calibrates_in_electrons(measured_night):
+    cam, prod = measured_night
+    ny, nx = cam.flat.shape
+    centre = float(np.median(cam.flat[ny // 4: 3 * ny // 4, nx // 4: 3 * nx // 4]))
+    for k in (1, 2):
+        with fits.open(prod / "04_calibrate" / f"m42_{k}.fits") as hdul:
+            assert hdul[0].header["BUNIT"].strip().lower() in ("electron", "e-")
+            data, unc, mask = hdul[0].data, hdul["UNCERT"].data, hdul["MASK"].data
+        good = (mask == 0) & np.isfinite(data)
+        # the superflat is 1 in the centre: the sky comes out as SKY_E x the centre's flat
+        level = float(np.median(data[good]))
+        assert level == pytest.approx(SKY_E * centre, rel=0.03)
+        # the uncertainty plane (Poisson through the measured gain + read noise) is honest
+        z = (data - level)[good] / unc[good]
+        assert abs(float(np.std(z)) - 1) < 0.06
+
+
+def test_night_that_cant_be_measured_stops_at_00_naming_the_manifest_lines(tmp_path):
+    from redux_helpers.runner import run_target
+    from tests.conftest import write_manifest
+
+    make_night(tmp_path / "raw", seed=12)
+    for k in range(2, 6):                          # one bias left: no bias pair
+        (tmp_path / "raw" / f"zero{k}.fits").unlink()
+    manifest = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw"}})
+    with pytest.raises(ReduxError) as exc:
+        run_target("night", manifest=manifest, products=tmp_path / "p", only="00",
+                   html=False)
+    text = str(exc.value)
+    assert "no gain/read noise in the headers or the manifest" in text
+    assert "two bias frames or more, and there is 1" in text
+    assert "`gain: <e-/ADU>` and `read_noise: <e->` under the target" in text
+    # the two lines added: the manifest's numbers are used, and written with their source
+    manifest = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw", "gain": 2.5,
+                                                              "read_noise": 7.0}})
+    run_target("night", manifest=manifest, products=tmp_path / "p", only="00,01,02",
+               params={"min_frames": 1}, html=False)
+    c = Table.read(tmp_path / "p" / "night" / "02_superflat" / "camera.ecsv")[0]
+    assert (c["gain"], c["gain_source"], c["read_noise"], c["read_noise_source"]) == \
+        (2.5, "manifest", 7.0, "manifest")
+    assert np.isnan(c["gain_err"]) and c["n_pairs"] == 0
+
+
 @pytest.mark.parametrize(("err", "source", "flag"), [(0.01, "measured", "pass"),
                                                       (0.2, "measured", "warn"),
                                                       (np.nan, "header", "info")])
