@@ -358,6 +358,10 @@ def check_camera(inv, problems=None, **plan_options):
         else:
             note = (f"no gain/read noise in the headers: 02 will measure it from "
                     f"{p.n_bias_pairs} bias and {p.n_flat_pairs} flat pairs")
+        why = sorted({str(k) for k in lacking["gain_key"]} - {"none", ""}) \
+            if "gain_key" in lacking.colnames else []
+        if why:
+            note += f" ({'; '.join(why)})"
     out = Table(rows=rows or None, names=("severity", "file", "problem", "what_to_do"),
                 dtype=(str, str, str, str))
     if problems is not None and len(problems):

@@ -169,6 +169,10 @@ def test_check_camera_says_what_02_will_do():
     assert note == ("no gain/read noise in the headers: 02 will measure it from 10 bias "
                     "and 3 flat pairs")
     assert not len(problems)
+    # a CMOS camera's GAIN setting: measured, and 00 says why
+    cmos = dict(gain_key="GAIN = 120 is a CMOS camera's gain setting, not e-/ADU")
+    note, _ = gainmod.check_camera(_inv([cmos] * 5 + flats + lights))
+    assert note.endswith("flat pairs (GAIN = 120 is a CMOS camera's gain setting, not e-/ADU)")
     # one bias: an error naming the manifest lines
     note, problems = gainmod.check_camera(_inv([{}] + flats + lights))
     assert len(problems) == 1 and problems["severity"][0] == "error"
