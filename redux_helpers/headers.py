@@ -34,8 +34,60 @@ DEFAULT_STANDARD_PATTERN = r"(?i)(\bstd\b|standard|landolt|\bsa ?\d+|\bpg ?\d{4}
 
 EXPTIME_KEYS = ("EXPTIME", "EXPOSURE", "ITIME", "EXPTIM")
 FILTER_KEYS = ("FILTER", "FILT", "FILTER1", "FILTNAME", "FILTER2")
-GAIN_KEYS = ("GAIN", "EGAIN", "CCDGAIN")
-RDNOISE_KEYS = ("RDNOISE", "READNOIS", "RON", "READNOISE")
+# The camera's gain and read noise: every spelling redux knows, in ONE table, as IRAF's
+# instrument translation files (ccddb$) and DRAGONS' per-instrument descriptors keep
+# them. For each quantity: the single keywords in the order they are trusted (the first
+# present wins), then per-amplifier families (a regular expression whose group is the
+# amplifier), used only when no single keyword is present and only when the amplifiers
+# agree within `AMP_TOLERANCE`. ESO's ``HIERARCH ESO DET OUTi GAIN/CONAD`` are left out:
+# whether they are e-/ADU or ADU/e- differs between instruments.
+CAMERA_KEYWORDS = {
+    "gain": {
+        "unit": "e-/ADU",
+        "keys": (
+            # EGAIN first: MaxIm DL, SGP and N.I.N.A. write the electrons per ADU (ASCOM's
+            # Camera.ElectronsPerADU) as EGAIN and, for CMOS cameras (ZWO, QHY, ...), the
+            # camera's gain *setting* (e.g. GAIN = 120, in 0.1 dB) as GAIN.
+            ("EGAIN", "MaxIm DL / SGP / N.I.N.A.: electrons per ADU"),
+            ("GAIN", "IRAF ccdred, DRAGONS, most observatories (e.g. SAAO)"),
+            ("CCDGAIN", "HST ACS/WFC3 and several observatory CCD controllers"),
+            ("ATODGAIN", "HST WFPC2: analogue-to-digital gain"),
+            ("EPADU", "IRAF daophot datapars: electrons per ADU"),
+        ),
+        "per_amp": (
+            (r"GAIN_?(\d{1,2})", "GAIN1..GAINn, GAIN_1..GAIN_n"),
+            (r"GAIN([A-D])", "GAINA..GAIND"),
+            (r"ATODGN([A-D])", "HST ACS/WFC3: ATODGNA..ATODGND"),
+        ),
+    },
+    "read_noise": {
+        "unit": "e-",
+        "keys": (
+            ("RDNOISE", "IRAF ccdred, DRAGONS, most observatories (e.g. SAAO)"),
+            ("READNOIS", "IRAF ccdred's 8-character spelling"),
+            ("READNOISE", "HIERARCH-free long spelling (e.g. NOAO, some amateur programs)"),
+            ("RON", "read-out noise, ESO-style and several European observatories"),
+            ("READNOI", "7-character spelling (e.g. Lick, KPNO Mosaic)"),
+            ("ENOISE", "electron read noise, by analogy with EGAIN"),
+            ("RDNOIS", "6-character spelling"),
+        ),
+        "per_amp": (
+            (r"RDNOISE_?(\d{1,2})", "RDNOISE1..n, RDNOISE_1..n"),
+            (r"RON_?(\d{1,2})", "RON1..n"),
+            (r"READNSE([A-D])", "HST ACS/WFC3: READNSEA..READNSED"),
+        ),
+    },
+}
+AMP_TOLERANCE = 0.01   # per-amplifier values within 1 % of each other are one value
+
+# A header whose GAIN is a whole number and that comes from a CMOS camera program (an
+# OFFSET keyword beside it, or one of these names in INSTRUME/SWCREATE/CAMERA) gives the
+# camera's gain *setting* in GAIN, not e-/ADU: redux doesn't read it as a gain.
+CMOS_SETTING_HINTS = re.compile(r"(?i)\b(zwo|asi ?\d|qhy|touptek|player ?one|altair|"
+                                r"sharpcap|n\.?i\.?n\.?a|asiair|firecapture|svbony)")
+
+GAIN_KEYS = tuple(k for k, _ in CAMERA_KEYWORDS["gain"]["keys"])
+RDNOISE_KEYS = tuple(k for k, _ in CAMERA_KEYWORDS["read_noise"]["keys"])
 TEMP_KEYS = ("CCD-TEMP", "CCDTEMP", "DETTEMP", "TEMP")
 AIRMASS_KEYS = ("AIRMASS", "SECZ")
 
@@ -145,14 +197,115 @@ def number(header, keys, settings: dict | None = None, setting: str | None = Non
         return None
 
 
+def _as_float(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) and f > 0 else None
+
+
+def _gain_is_a_setting(header, value) -> bool:
+    """True when GAIN is a CMOS camera's gain setting rather than e-/ADU."""
+    if float(value) != int(float(value)):
+        return False
+    names = " ".join(str(header.get(k, "")) for k in ("INSTRUME", "SWCREATE", "CAMERA"))
+    return "OFFSET" in header or bool(CMOS_SETTING_HINTS.search(names))
+
+
+def camera_keyword(header, quantity: str) -> tuple:
+    """The gain or read noise a header gives, with the keyword it came from.
+
+    Reads `CAMERA_KEYWORDS` top to bottom: the first single keyword present (blank or
+    non-positive values are not values), else one per-amplifier family whose values
+    agree within `AMP_TOLERANCE`.
+
+    Parameters
+    ----------
+    header : `~astropy.io.fits.Header`
+        A frame's header.
+    quantity : {'gain', 'read_noise'}
+        Which number (e-/ADU, or e-).
+
+    Returns
+    -------
+    value : float or None
+        The number, or None when the header doesn't give it.
+    source : str
+        The keyword (``'EGAIN'``, ``'GAIN1..GAIN4'``), or why there is none.
+    problem : str
+        Empty, or what stops the frame from being reduced (amplifiers that disagree).
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> camera_keyword(fits.Header({"GAIN": 120, "EGAIN": 0.25, "OFFSET": 30}), "gain")
+    (0.25, 'EGAIN', '')
+    >>> camera_keyword(fits.Header({"GAIN1": 2.01, "GAIN2": 2.0}), "gain")[:2]
+    (2.005, 'GAIN1..GAIN2')
+    """
+    table = CAMERA_KEYWORDS[quantity]
+    notes = []
+    for key, _ in table["keys"]:
+        v = _as_float(header.get(key))
+        if v is None:
+            continue
+        if quantity == "gain" and key == "GAIN" and _gain_is_a_setting(header, v):
+            notes.append(f"GAIN = {header[key]} is a CMOS camera's gain setting, not e-/ADU")
+            continue
+        return v, key, ""
+    for pattern, _ in table["per_amp"]:
+        found = {}
+        for key in header:
+            m = re.fullmatch(pattern, str(key))
+            v = _as_float(header.get(key)) if m else None
+            if v is not None:
+                found[m.group(1)] = (key, v)
+        if not found:
+            continue
+        keys = [found[a][0] for a in sorted(found)]
+        values = np.array([found[a][1] for a in sorted(found)])
+        label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
+        spread = (values.max() - values.min()) / np.median(values)
+        if spread <= AMP_TOLERANCE:
+            return float(np.mean(values)), label, ""
+        listed = ", ".join(f"{k} = {v:g}" for k, v in zip(keys, values, strict=True))
+        problem = (f"per-amplifier {quantity.replace('_', ' ')}s differ by "
+                   f"{100 * spread:.0f} % ({listed}): this frame needs per-amplifier "
+                   "calibration, which redux doesn't do")
+        return None, label, problem
+    return None, "; ".join(notes) or "none", ""
+
+
 def gain(header, settings=None):
-    """e-/ADU: GAIN/EGAIN keyword, else the manifest's ``gain``."""
-    return number(header, GAIN_KEYS, settings, "gain")
+    """e-/ADU: a `CAMERA_KEYWORDS` gain keyword, else the manifest's ``gain``, else None."""
+    v = camera_keyword(header, "gain")[0]
+    return v if v is not None else number({}, (), settings, "gain")
 
 
 def read_noise(header, settings=None):
-    """Read noise in e-: RDNOISE/READNOIS keyword, else the manifest's ``read_noise``."""
-    return number(header, RDNOISE_KEYS, settings, "read_noise")
+    """Read noise in e-: a `CAMERA_KEYWORDS` keyword, else the manifest's ``read_noise``."""
+    v = camera_keyword(header, "read_noise")[0]
+    return v if v is not None else number({}, (), settings, "read_noise")
+
+
+def camera(header, settings=None) -> dict:
+    """Gain and read noise of a frame with where each came from (header key or manifest).
+
+    Returns a dict with ``gain``, ``gain_key``, ``read_noise``, ``read_noise_key`` and
+    ``camera_problem`` (see `camera_keyword`); a value the header and the manifest don't
+    give is None.
+    """
+    out, problems = {}, []
+    for quantity in ("gain", "read_noise"):
+        v, key, problem = camera_keyword(header, quantity)
+        if v is None and problem:
+            problems.append(problem)
+        elif v is None and settings and settings.get(quantity) is not None:
+            v, key = _as_float(settings[quantity]), "manifest"
+        out[quantity], out[f"{quantity}_key"] = v, key
+    out["camera_problem"] = "; ".join(problems)
+    return out
 
 
 def saturation(header, settings=None) -> float:
@@ -210,8 +363,7 @@ def normalised(header: fits.Header, settings=None, filename=None) -> dict:
         "filter": filter_name(header, settings=settings),
         "exptime": exptime(header),
         "binning": binning(header),
-        "gain": gain(header, settings),
-        "read_noise": read_noise(header, settings),
+        **camera(header, settings),
         "ccd_temp": number(header, TEMP_KEYS),
         "airmass": number(header, AIRMASS_KEYS),
         "date_obs": str(header.get("DATE-OBS", "")),

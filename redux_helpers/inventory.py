@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("file", "frametype", "imagetyp", "object", "filter", "exptime", "binning",
            "naxis1", "naxis2", "gain", "read_noise", "ccd_temp", "airmass", "date_obs",
            "saturate", "biassec", "trimsec", "median", "robust_std", "min", "max",
-           "sat_frac", "filter_hint", "problem")
+           "sat_frac", "filter_hint", "problem", "gain_key", "read_noise_key", "camera_problem")
 
 
 def find_frames(raw_dir, *, exclude=()) -> list[Path]:
@@ -133,7 +133,8 @@ def _blank(col):
 
 def _dtype(col):
     return str if col in ("file", "frametype", "imagetyp", "object", "filter", "binning",
-                          "date_obs", "biassec", "trimsec", "filter_hint", "problem") else float
+                          "date_obs", "biassec", "trimsec", "filter_hint", "problem", "gain_key",
+                          "read_noise_key", "camera_problem") else float
 
 
 def select(table, frametype, *, filter=None, binning=None) -> Table:

@@ -5,6 +5,7 @@ Masters are written by notebooks 01 and 02 under fixed names::
     01_superbias/superbias.fits              ADU, overscan removed
     02_superflat/superdark_<temp>C.fits      e-/s (listed in superdarks.ecsv)
     02_superflat/superflat_<filter>.fits     normalised to 1 in the centre
+    02_superflat/camera.ecsv                 gain and read noise, their errors and source
 
 All masters of a run share the binning of the night's lights.
 
@@ -22,7 +23,8 @@ import numpy as np
 from astropy.table import Table
 
 from .calibrate import Masters
-from .fitsio import read_product
+from .fitsio import read_product, read_table
+from .gain import fill_inventory, require_camera
 from .masks import has
 from .product_names import filter_part
 
@@ -49,6 +51,29 @@ def superdarks_table_path(paths) -> Path:
 def superflat_path(paths, filt) -> Path:
     """``02_superflat/superflat_<filter>.fits``."""
     return paths.step("02_superflat") / f"superflat_{filter_part(filt)}.fits"
+
+
+def camera_path(paths) -> Path:
+    """``02_superflat/camera.ecsv``: the gain and read noise every later step uses."""
+    return paths.step("02_superflat") / "camera.ecsv"
+
+
+def read_camera(paths) -> Table | None:
+    """02's camera table (`gain.camera_table`), or None before 02 has run."""
+    p = camera_path(paths)
+    return Table.read(p, format="ascii.ecsv") if p.is_file() else None
+
+
+def read_inventory(paths, *, need_camera=True) -> Table:
+    """00's inventory with the gain and read noise 02 measured where the headers had none.
+
+    Every notebook after 02 reads the inventory through this, so none sees a NaN gain.
+    With ``need_camera`` a frame still without a gain or read noise is a `ReduxError`
+    naming the manifest lines to add; without it (notebook 01, before 02 has measured
+    them) the NaNs stay.
+    """
+    inv = fill_inventory(read_table(paths.inventory), read_camera(paths))
+    return require_camera(inv) if need_camera else inv
 
 
 def read_superdarks(paths) -> Table | None:

@@ -25,6 +25,8 @@ Thresholds (each reason sentence states the one it used)
 01 superbias noise        pass within 0.8-1.25 x the expected read noise / gain / sqrt(N)
                           (x 1.2533 for a median of 3 or more), measured from differences of
                           neighbouring rows, which cancel the fixed pattern
+02 gain, read noise       info when the headers or the manifest give them; measured
+                          (photon transfer): pass if the relative error is at most 5 %
 02 flat normalisation     pass if the median of the central half is within 1 % of 1
 02 flat pixel-to-pixel    warn above 3 % (robust rms of flat / its 5x5 median)
 02 flat noise             warn if the flat's own uncertainty is above 1 % per pixel
@@ -67,8 +69,9 @@ from astropy.stats import mad_std
 from astropy.table import Table
 from scipy import ndimage
 
-from . import fitsio, masks, muse, provenance
+from . import fitsio, masks, masters, muse, provenance
 from .errors import FrameError, ReduxError
+from .gain import WARN_RELATIVE_ERROR as GAIN_WARN
 from .targets import demo_truth
 
 log = logging.getLogger(__name__)
@@ -314,7 +317,8 @@ def comparison_stats(tab, col="flux_ours", ref="flux_muse") -> dict:
 
 # ---- per-step collectors --------------------------------------------------------------
 def _inventory(paths) -> Table | None:
-    return fitsio.read_table(paths.inventory) if paths.inventory.is_file() else None
+    """00's inventory with 02's gain and read noise where the headers had none."""
+    return masters.read_inventory(paths, need_camera=False) if paths.inventory.is_file() else None
 
 
 def _inspect(paths, target, truth, out):
@@ -421,8 +425,32 @@ def _superbias(paths, target, truth, out):
                            f"(1.5 x read noise / gain / sqrt(N) = {limit:.2f} ADU)")
 
 
+def _camera(paths, truth, out):
+    """The gain and read noise every step used, with their error and source."""
+    cam = masters.read_camera(paths)
+    if cam is None or not len(cam):
+        return
+    c = cam[0]
+    for q, unit, name in (("gain", "e-/ADU", "gain"), ("read_noise", "e-", "read noise")):
+        value, err, source = float(c[q]), float(c[f"{q}_err"]), str(c[f"{q}_source"])
+        if source == "measured":
+            rel = err / value if value > 0 else np.inf
+            flag = "pass" if rel <= GAIN_WARN else "warn"
+            reason = (f"{name} {_fmt(value, 4)} +- {_fmt(err, 2)} {unit} measured by photon "
+                      f"transfer from {int(c['n_bias'])} biases and {int(c['n_pairs'])} flat "
+                      f"pairs ({100 * rel:.1f} %); pass within "
+                      f"{100 * GAIN_WARN:g} %")
+        else:
+            flag = "info"
+            reason = f"{name} {_fmt(value, 4)} {unit} from the {source}"
+        if truth is not None:
+            reason += f"; the demo's truth is {truth[q]:g} {unit}"
+        out.add(q, value, error=err, unit=unit, flag=flag, reason=reason)
+
+
 def _superflat(paths, target, truth, out):
     folder = paths.step("02_superflat")
+    _camera(paths, truth, out)
     for path in sorted(folder.glob("superflat_*.fits")):
         filt = path.name.removeprefix("superflat_").removesuffix(".fits")
         p = fitsio.read_product(path)
