@@ -123,6 +123,9 @@ def test_choose_prefers_stars_and_widens_the_error_on_disagreement():
     assert res["agree"] and res["scale_err"] == 0.001
     res = cs.choose({"stars": None, "image": image})
     assert res["source"] == "image" and "too few stars" in res["reason"]
+    calib = {"scale": 0.05, "scale_err": 0.002, "method": "PHOTFLAM"}
+    res = cs.choose({"stars": stars, "calibration": calib})
+    assert not res["agree"] and res["scale_err"] == 0.001      # flagged, not widened
     assert cs.choose({"stars": stars}, given=0.05)["source"] == "manifest"
     with pytest.raises(ReduxError, match="contsub"):
         cs.choose({"stars": None, "image": None, "calibration": None})
