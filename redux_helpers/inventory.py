@@ -240,7 +240,8 @@ def mixed_sizes(table) -> list[tuple[str, str]]:
     """(problem, files) for frames that can't be combined or calibrated for their size.
 
     Lights (and standards, flats) of one filter must share one raw size, and biases,
-    darks and each filter's flats must have the size of the lights they calibrate.
+    darks and each filter's flats must have the size of the lights they calibrate;
+    among the frames of the lights' binning (the others are left out, with a warning).
     """
     out = []
 
@@ -254,6 +255,9 @@ def mixed_sizes(table) -> list[tuple[str, str]]:
         return "; ".join(f"{size} ({len(f)}: {', '.join(f[:3])}{' ...' if len(f) > 3 else ''})"
                          for size, f in sorted(by.items(), key=lambda kv: -len(kv[1])))
 
+    # frames of another binning than the lights' are left out by every step (and 00 warns)
+    table = table[table["binning"] == light_binning(table)] if "binning" in table.colnames \
+        else table
     science = table[np.isin(table["frametype"], ["light", "standard"])]
     for filt in sorted(set(table["filter"][np.isin(table["frametype"],
                                                    ["light", "standard", "flat"])]) - {""}):
