@@ -99,6 +99,9 @@ def _batch(args) -> int:
     from . import batch, report
     from .runner import parse_param
 
+    if args.scheduler is None and args.workers < 1:
+        msg = f"--workers {args.workers}: a local cluster needs at least 1 worker process"
+        raise ReduxError(msg)
     manifest = args.manifest or default_manifest()
     names = batch.choose_targets(manifest, args.targets, all_targets=args.all)
     common, per = batch.read_params_file(args.params) if args.params else ({}, {})
@@ -171,6 +174,10 @@ def _run(args) -> int:
 
 def _demo(args) -> int:
     from . import demo
+
+    if not 64 <= args.size <= 8192:
+        msg = f"--size {args.size}: a demo night is 64 to 8192 pixels on a side"
+        raise ReduxError(msg)
 
     root = Path(args.root) if args.root else demo.default_root()
     demo.ensure_demo(root, demo.DemoConfig(size=args.size, seed=args.seed))

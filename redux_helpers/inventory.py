@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("file", "frametype", "imagetyp", "object", "filter", "exptime", "binning",
            "naxis1", "naxis2", "gain", "read_noise", "ccd_temp", "airmass", "date_obs",
            "saturate", "biassec", "trimsec", "median", "robust_std", "min", "max",
-           "sat_frac", "filter_hint", "problem", "gain_key", "read_noise_key", "camera_problem")
+           "sat_frac", "nan_frac", "filter_hint", "problem", "gain_key", "read_noise_key", "camera_problem")
 
 
 def find_frames(raw_dir, *, exclude=()) -> list[Path]:
@@ -81,6 +81,10 @@ def describe_frame(path, settings: dict | None = None, *, raw_dir=None) -> dict:
     name = str(path.relative_to(raw_dir)) if raw_dir else path.name
     verify_file(path)
     data, header = read_frame(path, frame_overrides(settings, name))
+    if "REDXSTEP" in header:
+        msg = (f"{path} is a product of redux ({header['REDXSTEP']}), not a raw frame: raw_dir "
+               "must name the telescope's own files; fix raw_dir, or exclude it")
+        raise FrameError(msg)
     forced = settings.get("frame_types") or {}
     row = headers.normalised(header, settings, filename=name if name in forced else path.name)
     row.update(file=name, naxis1=int(data.shape[1]), naxis2=int(data.shape[0]), problem="",
@@ -88,12 +92,16 @@ def describe_frame(path, settings: dict | None = None, *, raw_dir=None) -> dict:
                filter_hint="" if row["filter"] else filter_hint(header))
     sec = headers.sections(header)
     img = data[sec[1]] if sec else data
-    sample = img[::2, ::2] if img.size > 4e6 else img
+    finite = np.isfinite(img)
+    nan_frac = float(1.0 - finite.mean())
+    if nan_frac:
+        img = img[finite] if finite.any() else np.zeros(1, np.float32)
+    sample = img[::2, ::2] if img.ndim == 2 and img.size > 4e6 else img
     med = float(np.median(sample))
     row.update(median=med,
                robust_std=float(1.4826 * np.median(np.abs(sample - med))),
                min=float(img.min()), max=float(img.max()),
-               sat_frac=float(np.mean(img >= row["saturate"])))
+               sat_frac=float(np.mean(img >= row["saturate"])), nan_frac=nan_frac)
     return row
 
 
@@ -105,6 +113,13 @@ def build_inventory(raw_dir, settings: dict | None = None, *, progress=None) -> 
     """
     settings = settings or {}
     rows = []
+    raw = Path(raw_dir).resolve()
+    for folder in (raw, *list(raw.parents)[:2]):
+        if (folder / ".redux").is_dir():
+            msg = (f"raw_dir {raw_dir} is (inside) a redux products folder ({folder}): raw_dir "
+                   "must name the telescope's raw frames, never products; fix raw_dir in the "
+                   "manifest")
+            raise ReduxError(msg)
     paths = find_frames(raw_dir, exclude=settings.get("exclude") or ())
     if not paths:
         msg = (f"no FITS files (.fits, .fit, .fts, .fits.gz) found under {raw_dir}; "
@@ -156,6 +171,12 @@ def check_readable(table):
         raise FrameError(msg)
 
 
+#: A raw frame with more NaN pixels than this share is refused (a broken read-out).
+NAN_FRAC_MAX = 0.01
+#: A light or standard saturated over more than this share of its pixels is refused.
+LIGHT_SAT_MAX = 0.5
+
+
 def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
     """What in a night's inventory would stop or spoil the reduction.
 
@@ -171,6 +192,13 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
         add("error", r["file"], r["problem"], "exclude it in the manifest")
     ok = table[table["frametype"] != "unreadable"]
     for r in ok:
+        if r["nan_frac"] > NAN_FRAC_MAX:
+            add("error", r["file"], f"{100 * r['nan_frac']:.1f} % of its pixels are NaN (no "
+                "value)", "exclude it in the manifest: a raw frame has a value in every pixel")
+        if r["frametype"] in ("light", "standard") and r["sat_frac"] > LIGHT_SAT_MAX:
+            add("error", r["file"], f"{100 * r['sat_frac']:.0f} % of its pixels are saturated "
+                f"(at or above {r['saturate']:g} ADU): nothing in it can be measured",
+                "exclude it in the manifest (or set saturate: if the level is wrong)")
         if r["frametype"] in ("light", "standard", "dark", "flat") and np.isnan(r["exptime"]):
             add("error", r["file"], "no exposure time keyword (EXPTIME/EXPOSURE/ITIME)",
                 "add it under header_overrides for this file in the manifest")

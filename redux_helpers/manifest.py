@@ -39,6 +39,8 @@ TARGET_KEYS: dict[str, dict[str, Any]] = {
         "type": dict,
         "keys": {"size": int, "seed": int, "n_bias": int, "n_dark": int, "n_flat": int,
                  "n_light": int, "rotation_deg": NUMBER, "broken": bool},
+        "limits": {"size": (64, 8192), "n_bias": (1, 200), "n_dark": (0, 200),
+                   "n_flat": (1, 200), "n_light": (1, 200)},
         "help": "make the synthetic demo night into raw_dir on first use",
     },
     "gain": {"type": NUMBER, "help": "e-/ADU where no GAIN keyword gives it"},
@@ -151,10 +153,47 @@ def _validate_entry(entry, where, mpath):
                            f"{_suggest(sub, spec['keys'])}; known: {', '.join(spec['keys'])}")
                     raise ManifestError(msg)
                 _check_type(subval, spec["keys"][sub], f"{where}.{key}.{sub}", mpath)
+                lo, hi = spec.get("limits", {}).get(sub, (None, None))
+                if lo is not None and not lo <= subval <= hi:
+                    msg = (f"{mpath}: '{where}.{key}.{sub}' is {subval}; it must be from {lo} "
+                           f"to {hi}; fix it in the manifest")
+                    raise ManifestError(msg)
         for sub, subval in (value.items() if "values" in spec else ()):
             _check_type(subval, spec["values"], f"{where}.{key}.{sub}", mpath)
         for i, item in enumerate(value if "items" in spec else ()):
             _check_type(item, spec["items"], f"{where}.{key}[{i}]", mpath)
+        if key == "header_overrides":
+            _check_overrides(value, f"{where}.{key}", mpath)
+
+
+#: Header keywords redux reads as numbers: an override must give a number.
+NUMERIC_KEYWORDS = {"EXPTIME", "EXPOSURE", "ITIME", "EXPTIM", "GAIN", "EGAIN", "RDNOISE",
+                    "READNOIS", "AIRMASS", "SECZ", "SATURATE", "SATLEVEL", "CCD-TEMP",
+                    "CCDTEMP", "XBINNING", "YBINNING"}
+
+
+def _check_overrides(table, where, mpath):
+    """Keyword overrides must be FITS-writable: 8-character ASCII names, ASCII or numbers."""
+    for name, cards in table.items():
+        for key, value in cards.items():
+            at = f"{where}.{name}.{key}"
+            text = str(key)
+            if not text.isascii() or len(text) > 8 or not text.strip():
+                msg = (f"{mpath}: '{at}': a FITS keyword is 1-8 ASCII characters; "
+                       "fix the keyword's name in the manifest")
+                raise ManifestError(msg)
+            if isinstance(value, str) and not value.isascii():
+                msg = (f"{mpath}: '{at}' is {value!r}: FITS headers hold ASCII text only; "
+                       "write it without accents or symbols")
+                raise ManifestError(msg)
+            if text.upper() in NUMERIC_KEYWORDS and (isinstance(value, bool)
+                                                     or not isinstance(value, (int, float))):
+                msg = (f"{mpath}: '{at}' is {value!r}, but {text.upper()} is a number; write "
+                       f"it without quotes or units, e.g. {text}: 30")
+                raise ManifestError(msg)
+            if not isinstance(value, (str, int, float, bool)):
+                msg = f"{mpath}: '{at}' should be text, a number or true/false, got {value!r}"
+                raise ManifestError(msg)
 
 
 def read_manifest(path) -> dict:

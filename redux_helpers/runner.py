@@ -13,8 +13,10 @@ name that no notebook of the run declares is refused.
 from __future__ import annotations
 
 import difflib
+import errno
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import yaml
 
 from . import fingerprint
 from .errors import ReduxError
+from .lock import products_lock
 from .manifest import load_target
 from .targets import STEPS, open_target
 
@@ -165,15 +168,22 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
     skip_current : bool
         Leave out the steps that are up to date.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     folder = Path(folder or notebooks_dir())
     manifest = Path(manifest).resolve()
     products = Path(products).resolve()
     target = load_target(target_name, manifest)
-    if target.raw_dir and (products == target.raw_dir or target.raw_dir in products.parents):
-        msg = f"products folder {products} is inside the raw folder {target.raw_dir}: raw data is never written; choose another --products"
+    raw = target.raw_dir.resolve() if target.raw_dir else None
+    if raw and (products == raw or raw in products.parents or products in raw.parents):
+        where = "inside" if products != raw and raw in products.parents or products == raw \
+            else "around"
+        msg = (f"products folder {products} is {where} the raw folder {raw} (paths compared "
+               "with symlinks resolved): raw data is never written, and products must never be "
+               "read as raw frames; choose another --products")
+        raise ReduxError(msg)
+    given = sorted(set(COMMON) & set(params or {}))
+    if given:
+        msg = (f"-p {given[0]}=... can't be set: the command line sets {', '.join(COMMON)} "
+               "itself; use the target's name, --manifest and --products instead")
         raise ReduxError(msg)
     steps = plan_steps(only=only, start=start, folder=folder)
     if target.raw_dir is None:
@@ -196,7 +206,57 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
     per_step = {s: everywhere[s] for s in steps}
     root = products / target_name
     outdir = root / "notebooks"
-    outdir.mkdir(parents=True, exist_ok=True)
+    _make_folder(outdir)
+    notes: list[str] = []
+    with products_lock(root, notes=notes):
+        for note in notes:
+            if on_step:
+                on_step("", "note", note)
+        return _run_steps(target, steps, per_step, root=root, outdir=outdir, folder=folder,
+                          manifest=manifest, products=products, html=html, on_step=on_step,
+                          skip_current=skip_current)
+
+
+def _make_folder(path: Path):
+    """Make a products folder, or say in one sentence why it can't be made."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        bad = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
+        msg = f"products folder: {bad} exists and is a file, not a folder; choose another --products"
+        raise ReduxError(msg) from None
+    except NotADirectoryError:
+        bad = next((p for p in path.parents if p.exists() and not p.is_dir()), path)
+        msg = f"products folder: {bad} is a file, not a folder; choose another --products"
+        raise ReduxError(msg) from None
+    except PermissionError:
+        msg = (f"products folder {path} can't be made: permission denied; choose a folder you "
+               "can write into with --products")
+        raise ReduxError(msg) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        msg = f"products folder {path} is not writable; choose another with --products"
+        raise ReduxError(msg)
+
+
+def _no_space(exc: OSError, where: Path, step: str) -> ReduxError:
+    """A full disk, in one sentence with the folder and the space it has."""
+    try:
+        free = shutil.disk_usage(where).free / 1e6
+    except OSError:
+        free = float("nan")
+    msg = (f"{step}: no space left on the device of {where} ({free:.1f} MB free): free some "
+           "space or choose another --products; the step's products were not kept, and the "
+           "products of the steps before it are whole")
+    return ReduxError(msg)
+
+
+def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, products, html,
+               on_step, skip_current):
+    """The steps of `run_target`, under its lock."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    target_name = target.name
     if "demo" in target.settings:    # made before its files are fingerprinted
         open_target(target_name, manifest, products)
     target_fp = fingerprint.target_digest(target)
@@ -234,8 +294,12 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
                                        request_save_on_cell_execute=False,
                                        # the kernel warns on every start that it talks
                                        # over local TCP; that is not news for a user
-                                       extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                       # nor that it was interrupted on shutdown
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
+            if exc.ename == "OSError" and "No space left" in str(exc.evalue):
+                tmp.unlink(missing_ok=True)
+                raise _no_space(exc, root, step) from None
             _keep(tmp, out)
             if exc.ename in USER_ERRORS:
                 msg = f"{step}: {exc.evalue}"
@@ -243,13 +307,24 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
                 msg = (f"{step} failed: {exc.ename}: {exc.evalue}\n"
                        f"the executed notebook, with the full traceback, is {out}")
             raise ReduxError(msg) from None
-        except (RuntimeError, OSError, ValueError) as exc:   # the kernel could not run it
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise _no_space(exc, root, step) from None
+            msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
+            raise ReduxError(msg) from None
+        except (RuntimeError, ValueError) as exc:   # the kernel could not run it
             _keep(tmp, out)
             msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
             raise ReduxError(msg) from None
-        os.replace(tmp, out)
-        if html:
-            _write_html(out)
+        try:
+            os.replace(tmp, out)
+            if html:
+                _write_html(out)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _no_space(exc, root, step) from None
+            raise
         dt = time.perf_counter() - t0
         fingerprint.write_record(root, step, fps[step], dt)
         results.append(StepResult(step, dt, out))
