@@ -243,15 +243,17 @@ class Fit:
 
 
 def binned_fit(image, reference, *, mask=None, n_bins=20, percentiles=(0.5, 99.9),
-               min_snr=5.0, image_noise=None, min_pixels=50) -> Fit:
+               min_snr=5.0, image_noise=None, level=0.0, min_pixels=50) -> Fit:
     """Fit ``reference = offset + slope × image`` to the medians of equal-count bins.
 
     Pixels where either is NaN, or ``mask`` is True, are left out; so are those whose
     image value is less than ``min_snr`` times the image's noise (``image_noise``, else
-    measured by `noise_level`) above its background (`background_level`: a drizzled
-    image's sky left in, or taken out too far, is such a level): in bins of pure noise
-    the reference's median does not follow the image's (their noises are independent),
-    which would flatten the slope.
+    measured by `noise_level`) above ``level``: in bins of pure noise the reference's
+    median does not follow the image's (their noises are independent), which would
+    flatten the slope. ``level`` is the image's zero: 0 for an image whose empty sky is
+    at 0; ``None`` measures it (`background_level`), for a line image (empty away from
+    its regions) whose drizzled sky was left in or taken out too far. Don't measure it on
+    a broad-band image that a galaxy fills: its "background" would be the galaxy.
     Near the cut the image's own noise still moves pixels into brighter bins than their
     true value (an Eddington bias, of order (σ/x)² per bin): it steepens the slope and
     lowers the offset a little, +0.3-0.5 % and −1 to −1.5 % on the demo and the
@@ -275,10 +277,9 @@ def binned_fit(image, reference, *, mask=None, n_bins=20, percentiles=(0.5, 99.9
     if mask is not None:
         ok &= ~np.asarray(mask, bool).ravel()
     x, y = x[ok], y[ok]
-    level = 0.0
+    level = (background_level(x) if x.size else 0.0) if level is None else float(level)
     if min_snr and x.size:
         noise = noise_level(x) if image_noise is None else float(image_noise)
-        level = background_level(x)
         bright = x > level + min_snr * noise
         x, y = x[bright], y[bright]
     if x.size < min_pixels:

@@ -20,8 +20,11 @@ line is estimated from broad-band images:
   linearly, and how many is reported.
 
 The line flux of a pixel is then ``F = (f_Hα − f_cont) × W``, with ``W`` the narrow
-filter's width (Å): the f_λ a line of flux F adds when it lies inside the filter's
-band, ``F / W``. Uncertainties propagate from the images' error planes. Exact zeros are
+filter's rectangular width (Å): the f_λ a line of flux F adds when it lies inside the
+filter's band, ``F / W``. HST headers don't give ``W``: `line_width` takes it from the
+caller, the manifest, the handbook values of `redux_helpers.hst_filters` (by
+``INSTRUME``/``DETECTOR``/``FILTER``), or estimates it from ``PHOTBW`` with a warning.
+`measure_fwhm` measures the image's resolution on its stars when no header gives it. Uncertainties propagate from the images' error planes. Exact zeros are
 "no data" in a drizzled image and become NaN, never divided by.
 
 `read_flux_image` reads such an image (its ``SCI``/primary data, ``ERR``/``UNCERT``
