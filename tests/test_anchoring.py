@@ -174,3 +174,18 @@ def test_demo_beam_is_found(demo_fit):
     best, scan = anchoring.fit_beam(res.flux, line.wcs, sp["hst_fwhm_arcsec"], ref.data, ref.wcs,
                                     fwhms=np.arange(0.6, 1.45, 0.1))
     assert best == pytest.approx(sp["muse_fwhm_arcsec"], abs=0.1)
+
+
+def test_fit_beam_refines_between_its_trials():
+    """A reference at 0.83" is found to ~0.01", not to the 0.1" trial grid."""
+    fine, coarse = _wcs(240, 0.05), _wcs(60, 0.2, -10.0)
+    rng = np.random.default_rng(4)
+    xy = rng.uniform(40, 200, (12, 2))
+    flux = rng.uniform(1, 5, 12)
+    img = sum(_blob(240, x, y, 0.1 / 2.3548 / 0.05 + 3.0, f) for (x, y), f in zip(xy, flux, strict=True))
+    # the same sources on the coarse grid at 0.83": the image's own blur convolved to it
+    bm = anchoring.beam_match(img, fine, 0.1, np.zeros((60, 60)), coarse, 0.83)
+    ref = bm.image + rng.normal(0, 1e-4, bm.image.shape)
+    best, scan = anchoring.fit_beam(img, fine, 0.1, ref, coarse)
+    assert min(scan, key=lambda s: s[1])[0] == pytest.approx(0.8)   # the grid's best
+    assert best == pytest.approx(0.83, abs=0.015)
