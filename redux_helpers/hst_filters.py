@@ -13,14 +13,18 @@ Sources (values copied, not computed here):
 * **WFC3/UVIS** — WFC3 Instrument Handbook, Table 6.2 "UVIS spectral elements"
   (https://hst-docs.stsci.edu/wfc3ihb/chapter-6-uvis-imaging-with-wfc3/6-5-uvis-spectral-elements),
   the "Pivot λ" and "Width" (passband rectangular width) columns, computed there for
-  UVIS chip 1. Cross-checked against an earlier edition's Appendix A pages (F657N
-  656.7/12.1 nm, F487N 487.1/6.0 nm, F502N 501.0/6.5 nm, F673N 676.6/11.8 nm: the same
-  to the digit given).
+  UVIS chip 1. The values were read from a transcription of that table (SwiftMAST's
+  ``HSTFilter.swift``, which cites it), and agree with an independent transcription of
+  an earlier edition's Appendix A (LaurethTeX/Clustering ``narrowband-filters.md``:
+  F657N 656.7/12.1 nm, F487N 487.1/6.0 nm, F502N 501.0/6.5 nm, F673N 676.6/11.8 nm)
+  to the digits given there. Not the same as the ETC tables' "full width at 10 % of
+  peak" of the filter alone (F656N 13.9 Å): a different width.
 * **ACS/WFC** — ACS Instrument Handbook, Table 5.1 (Section 5.1 "Imaging overview",
   https://hst-docs.stsci.edu/acsihb/chapter-5-imaging/5-1-imaging-overview), "central
-  wavelength" and "width". For F658N a synphot ``rectwidth`` on the SVO throughput
-  curve gives 74.9 Å (PHANGS-HST's filter check, reduction_phangs_hst
-  hst_filter_checks/get_filters.ipynb), 4 % under the handbook's 78 Å: the size of
+  wavelength" and "width", read from a transcription of that table that cites it
+  (across-tools' ACS_WFC_FILTER_INFO). For F658N a synphot ``rectwidth`` on the SVO
+  throughput curve gives 74.9 Å (PHANGS-HST's filter check, reduction_phangs_hst
+  ``hst_filter_checks/get_filters.ipynb``), 4 % under the handbook's 78 Å: the size of
   the uncertainty a filter width brings, and one reason step 10 anchors to MUSE.
 * **WFPC2** — not included: its handbook's filter tables could not be read for this
   table, and no value is entered that was not found. A WFPC2 image falls back on
@@ -33,7 +37,8 @@ RMS spread of the throughput about its mean, σ_λ. A top-hat of width W has σ_
 W / √12, so ``W ≈ √12 × PHOTBW`` (`PHOTBW_TO_WIDTH`). That factor is exact for the
 flat-topped, steep-sided profile a rectangular width describes; a filter with wings
 has a larger RMS for the same rectangular width, so the estimate errs towards too wide
-a filter (too much line flux). For ACS/WFC F658N the header's PHOTBW is 37.0 Å and the
+a filter (too much line flux). For ACS/WFC F658N a drizzled product's PHOTBW is 37.0 Å
+(PHANGS-HST's NGC 628 header, reduction_phangs_hst ``hst_filter_checks/headers``) and the
 handbook's width 78 Å, a ratio 2.1 rather than 3.46: the estimate can be ~60 % too
 wide. Hence the warning, and the advice to give the width or to anchor to MUSE, whose
 slope takes any error of W out.
