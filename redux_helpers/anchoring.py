@@ -232,22 +232,28 @@ class Fit:
     n_per_bin: int
     n_pixels: int
     cuts: tuple[float, float]  # image values between which pixels were used
+    image_level: float = 0.0   # the image's background level the S/N cut was made above
 
     def meta(self) -> dict:
         return {"offset": self.offset, "offset_err": self.offset_err, "slope": self.slope,
                 "slope_err": self.slope_err, "n_bins": int(self.x.size),
                 "n_pixels": self.n_pixels, "n_per_bin": self.n_per_bin,
-                "cut_low": self.cuts[0], "cut_high": self.cuts[1]}
+                "cut_low": self.cuts[0], "cut_high": self.cuts[1],
+                "image_level": self.image_level}
 
 
 def binned_fit(image, reference, *, mask=None, n_bins=20, percentiles=(0.5, 99.9),
-               min_snr=5.0, image_noise=None, min_pixels=50) -> Fit:
+               min_snr=5.0, image_noise=None, level=0.0, min_pixels=50) -> Fit:
     """Fit ``reference = offset + slope × image`` to the medians of equal-count bins.
 
     Pixels where either is NaN, or ``mask`` is True, are left out; so are those whose
-    image value is below ``min_snr`` times the image's noise (``image_noise``, else
-    measured by `noise_level`): in bins of pure noise the reference's median does not
-    follow the image's (their noises are independent), which would flatten the slope.
+    image value is less than ``min_snr`` times the image's noise (``image_noise``, else
+    measured by `noise_level`) above ``level``: in bins of pure noise the reference's
+    median does not follow the image's (their noises are independent), which would
+    flatten the slope. ``level`` is the image's zero: 0 for an image whose empty sky is
+    at 0; ``None`` measures it (`background_level`), for a line image (empty away from
+    its regions) whose drizzled sky was left in or taken out too far. Don't measure it on
+    a broad-band image that a galaxy fills: its "background" would be the galaxy.
     Near the cut the image's own noise still moves pixels into brighter bins than their
     true value (an Eddington bias, of order (σ/x)² per bin): it steepens the slope and
     lowers the offset a little, +0.3-0.5 % and −1 to −1.5 % on the demo and the
@@ -271,9 +277,10 @@ def binned_fit(image, reference, *, mask=None, n_bins=20, percentiles=(0.5, 99.9
     if mask is not None:
         ok &= ~np.asarray(mask, bool).ravel()
     x, y = x[ok], y[ok]
+    level = (background_level(x) if x.size else 0.0) if level is None else float(level)
     if min_snr and x.size:
         noise = noise_level(x) if image_noise is None else float(image_noise)
-        bright = x > min_snr * noise
+        bright = x > level + min_snr * noise
         x, y = x[bright], y[bright]
     if x.size < min_pixels:
         msg = (f"only {x.size} pixels are seen by both images (after masks): too few to "
@@ -304,7 +311,7 @@ def binned_fit(image, reference, *, mask=None, n_bins=20, percentiles=(0.5, 99.9
     cov = cov * max(chi2, 1.0)
     return Fit(float(offset), float(slope), float(math.sqrt(cov[0, 0])),
                float(math.sqrt(cov[1, 1])), xm, ym, ye, np.array(y16), np.array(y84),
-               int(edges[1] - edges[0]), int(x.size), (float(lo), float(hi)))
+               int(edges[1] - edges[0]), int(x.size), (float(lo), float(hi)), float(level))
 
 
 def anchor(image, fit: Fit, *, image_pixel_area, reference_pixel_area) -> np.ndarray:
@@ -367,6 +374,31 @@ def noise_level(image) -> float:
     s = mad_std(v)
     faint = v[v < np.median(v) + 2 * s]
     return float(mad_std(faint))
+
+
+def background_level(image) -> float:
+    """Robust level of an image's faint pixels: a median clipped at ±2 σ about itself.
+
+    Where a continuum-subtracted image has nothing, it should be 0; a drizzled HST image
+    whose sky was left in (or taken out too far) sits at a level of its own, which the
+    anchoring fit's offset takes out but its S/N cut must not mistake for signal.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> round(background_level(5.0 + rng.normal(0, 1, 10000)), 1)
+    5.0
+    """
+    v = np.asarray(image, float).ravel()
+    v = v[:: max(1, v.size // 1_000_000)]
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return 0.0
+    s = noise_level(v)
+    m = float(np.median(v))
+    for _ in range(5):               # sources pull the plain median up; clipping walks it down
+        m = float(np.median(v[np.abs(v - m) < 2 * s]))
+    return m
 
 
 def add_white_noise(image, where, sigma, *, seed=0) -> np.ndarray:
@@ -470,7 +502,8 @@ def fit_beam(image, image_wcs, image_fwhm, reference, reference_wcs, *, mask=Non
 
     For each trial FWHM the image is matched to it (`beam_match`) and the straight line
     reference = a + b × image is fitted by least squares over all common pixels; the
-    trial with the smallest rms residual wins. Too small a FWHM leaves the image's
+    trial with the smallest rms residual wins, refined between the trials by the vertex
+    of a parabola through it and its two neighbours. Too small a FWHM leaves the image's
     peaks sharper than the reference's, too large makes them flatter; either way the
     residuals grow. Use it when the reference's header doesn't say its resolution, or a
     combined cube's seeing is not one number.
@@ -478,6 +511,7 @@ def fit_beam(image, image_wcs, image_fwhm, reference, reference_wcs, *, mask=Non
     Returns
     -------
     best : float
+        The refined FWHM (arcsec); the best trial when it is at an end of the scan.
     scan : list of (fwhm, rms, slope)
     """
     if fwhms is None:
@@ -501,5 +535,16 @@ def fit_beam(image, image_wcs, image_fwhm, reference, reference_wcs, *, mask=Non
     if not scan:
         msg = "no trial resolution could be compared: do the image and the reference overlap?"
         raise ReduxError(msg)
-    best = min(scan, key=lambda s: s[1])[0]
+    i = min(range(len(scan)), key=lambda k: scan[k][1])
+    best = scan[i][0]
+    if 0 < i < len(scan) - 1:
+        # between the trials: the vertex of the parabola through the minimum and its two
+        # neighbours (a 0.1" grid alone leaves up to 0.05" of error, which mismatches the
+        # beams enough to move nebula sums by a few per cent)
+        (f0, r0, _), (f1, r1, _), (f2, r2, _) = scan[i - 1], scan[i], scan[i + 1]
+        den = (f0 - f1) * (f0 - f2) * (f1 - f2)
+        a = (f2 * (r1 - r0) + f1 * (r0 - r2) + f0 * (r2 - r1)) / den
+        b = (f2 ** 2 * (r0 - r1) + f1 ** 2 * (r2 - r0) + f0 ** 2 * (r1 - r2)) / den
+        if a > 0:
+            best = float(min(max(-b / (2 * a), f0), f2))
     return best, scan

@@ -20,8 +20,11 @@ line is estimated from broad-band images:
   linearly, and how many is reported.
 
 The line flux of a pixel is then ``F = (f_Hα − f_cont) × W``, with ``W`` the narrow
-filter's width (Å): the f_λ a line of flux F adds when it lies inside the filter's
-band, ``F / W``. Uncertainties propagate from the images' error planes. Exact zeros are
+filter's rectangular width (Å): the f_λ a line of flux F adds when it lies inside the
+filter's band, ``F / W``. HST headers don't give ``W``: `line_width` takes it from the
+caller, the manifest, the handbook values of `redux_helpers.hst_filters` (by
+``INSTRUME``/``DETECTOR``/``FILTER``), or estimates it from ``PHOTBW`` with a warning.
+`measure_fwhm` measures the image's resolution on its stars when no header gives it. Uncertainties propagate from the images' error planes. Exact zeros are
 "no data" in a drizzled image and become NaN, never divided by.
 
 `read_flux_image` reads such an image (its ``SCI``/primary data, ``ERR``/``UNCERT``
@@ -40,8 +43,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from . import fitsio
+from . import fitsio, hst_filters
 from .errors import ReduxError
+from .photometry import seeing_fwhm
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,9 @@ class FluxImage:
     filter: str
     photflam: float
     photplam: float
+    instrument: str = ""         # INSTRUME, e.g. 'WFC3', 'ACS'
+    detector: str = ""           # DETECTOR, e.g. 'UVIS', 'WFC'
+    photbw: float | None = None  # PHOTBW, the filter's RMS bandwidth (Å), if given
 
     @property
     def flam(self) -> np.ndarray:
@@ -130,13 +137,93 @@ def read_flux_image(path, *, what="image", photflam=None, photplam=None) -> Flux
                    "parameters")
             raise ReduxError(msg)
         keys[key] = float(value)
-    filt = next((str(h[k]) for h in (header, primary) for k in FILTER_KEYS if h.get(k)), "")
+    # the filter: ACS names two wheels (FILTER1, FILTER2), one of them CLEAR
+    filt = next((str(h[k]).strip() for h in (header, primary) for k in FILTER_KEYS
+                 if h.get(k) and not str(h[k]).strip().upper().startswith("CLEAR")), "")
+    inst, det = (next((str(h[k]).strip() for h in (header, primary) if h.get(k)), "")
+                 for k in ("INSTRUME", "DETECTOR"))
+    photbw = header.get("PHOTBW", primary.get("PHOTBW"))
     zeros = data == 0.0
     if zeros.any():
         data = np.where(zeros, np.nan, data)     # no data in a drizzled image
         log.info("%s: %d pixels exactly 0 taken as 'no data' (NaN)", path.name, zeros.sum())
     wcs = WCS(header, naxis=2) if header.get("CTYPE1") else None
-    return FluxImage(data, error, wcs, header, path, filt, keys["PHOTFLAM"], keys["PHOTPLAM"])
+    return FluxImage(data, error, wcs, header, path, filt, keys["PHOTFLAM"], keys["PHOTPLAM"],
+                     inst, det, None if photbw is None else float(photbw))
+
+
+def line_width(line: FluxImage, *, width_A=0.0, bandpasses=None, manifest="the manifest"):
+    """The narrow filter's rectangular width (Å), and where it came from.
+
+    In this order: ``width_A`` when positive (the notebook's parameter); the manifest's
+    ``bandpasses: {FILTER: {width_A: ...}}``; the table of HST filters
+    (`redux_helpers.hst_filters`, by ``INSTRUME``/``DETECTOR``/``FILTER``); an estimate
+    from the header's ``PHOTBW``, with a warning.
+
+    Returns
+    -------
+    `redux_helpers.hst_filters.Width`
+
+    Raises
+    ------
+    ReduxError
+        When none of these gives a width, naming the manifest line to add.
+    """
+    if width_A and width_A > 0:
+        return hst_filters.Width(float(width_A), None, "parameter")
+    entry = (bandpasses or {}).get(line.filter) or {}
+    if entry.get("width_A"):
+        return hst_filters.Width(float(entry["width_A"]), entry.get("pivot_A"), "manifest")
+    try:
+        return hst_filters.filter_width(line.instrument, line.detector, line.filter,
+                                        photbw=line.photbw, what=f"Halpha image {line.path.name}")
+    except KeyError:
+        name = line.filter or "FILTER"
+        msg = (f"{line.path}: the width of the Halpha filter {name!r} "
+               f"(INSTRUME {line.instrument or '?'}, DETECTOR {line.detector or '?'}) is not "
+               "known: it is not in redux_helpers.hst_filters and the header has no PHOTBW; "
+               f"add bandpasses: {{{name}: {{pivot_A: {line.photplam:.1f}, width_A: ...}}}} to "
+               f"the target in {manifest}, or set line_width_A")
+        raise ReduxError(msg) from None
+
+
+def measure_fwhm(line: FluxImage, continua=(), *, guess_px=2.0):
+    """The image's resolution (PSF FWHM, arcsec) measured from its stars.
+
+    Stars are found on the first continuum image (on the line image's grid), where the
+    HII regions can't pass for stars, and their FWHM fitted on the line image itself
+    (`redux_helpers.photometry.seeing_fwhm`, at those positions); without a continuum,
+    on the line image alone.
+
+    Returns
+    -------
+    fwhm_arcsec : float
+    n_stars : int
+        How many stars the value is the median of.
+
+    Raises
+    ------
+    ReduxError
+        When fewer than 3 clean isolated stars could be measured.
+    """
+    def err_of(im):
+        if im.error is not None:
+            return np.where(np.isfinite(im.error) & (im.error > 0), im.error, np.nan)
+        d = im.data[np.isfinite(im.data)]
+        return np.full(im.data.shape, 1.4826 * np.median(np.abs(d - np.median(d))))
+
+    positions = None
+    cont = next((c for c in continua if c.data.shape == line.data.shape), None)
+    if cont is not None:
+        _, n, xy = seeing_fwhm(cont.data, err_of(cont), guess=guess_px)
+        positions = xy if n else None
+    fwhm, n, _ = seeing_fwhm(line.data, err_of(line), guess=guess_px, positions=positions)
+    if n < 3:
+        msg = (f"{line.path}: the resolution of the image is not in its header (FWHM) and "
+               f"fewer than 3 clean isolated stars could be measured on it; set "
+               "image_fwhm_arcsec")
+        raise ReduxError(msg)
+    return fwhm * line.pixel_arcsec, n
 
 
 @dataclass

@@ -6,19 +6,27 @@ number of step 10 can be checked against the right answer:
 
 * **HST-like images** at 0.1″ per pixel (four times finer than the ground frames), with a
   sharp PSF (FWHM 0.2″) and their own WCS (rotated 12° from north): a narrow-band Hα
-  image (``F656N``, 17.6 Å wide) and two broad-band continuum images on either side of the line
-  (``F555W`` and ``F814W``). Each is in e⁻/s with HST's flux keywords, ``PHOTFLAM``
-  (erg s⁻¹ cm⁻² Å⁻¹ per e⁻/s) and ``PHOTPLAM`` (pivot wavelength, Å), and an ``ERR``
-  extension. The galaxy's continuum is a power law, f_λ ∝ (λ / 6563 Å)^β with β = −0.4,
-  so two continua interpolated in log λ give the continuum at Hα exactly, and one alone
-  (which assumes a flat f_λ) misses it by a known amount; the field stars have their own
-  β (from −2.5 to +0.5). Broad-band images measure f_λ at their pivot wavelength (the
-  demo's filters are taken as narrow enough for that).
+  image (WFC3/UVIS ``F656N``, 17.6 Å wide in the handbook) and two broad-band continuum
+  images on either side of the line (``F555W`` and ``F814W``). Each is in e⁻/s with
+  HST's flux keywords, ``PHOTFLAM`` (erg s⁻¹ cm⁻² Å⁻¹ per e⁻/s), ``PHOTPLAM`` (pivot
+  wavelength, Å) and ``PHOTBW`` (RMS bandwidth, Å), ``INSTRUME``/``DETECTOR``, and an
+  ``ERR`` extension. The galaxy's continuum is a power law, f_λ ∝ (λ / 6563 Å)^β with
+  β = −0.4, so two continua interpolated in log λ give the continuum at Hα exactly, and
+  one alone (which assumes a flat f_λ) misses it by a known amount; the field stars
+  have their own β (from −2.5 to +0.5). Broad-band images measure f_λ at their pivot
+  wavelength (the demo's filters are taken as narrow enough for that).
+* **The narrow-band image is the one that is off**, as it is in PHANGS: its line holds
+  [NII] 6548 as well (``HST_NII_SHARE`` of Hα, in the filter's blue wing), the galaxy's
+  line sits where the filter lets through less than its mean, so that its effective
+  width is ``HST_WIDTH_TRUE_A`` rather than the handbook's 17.6 Å, and its drizzled sky
+  was left ``HST_SKY_RATE`` e⁻/s per pixel too high. Continuum-subtracted with the
+  handbook's width, its line is ``HST_LINE_SCALE`` × the truth plus a constant: what
+  anchoring has to take out.
 * **A MUSE-like Hα map** at 0.2″ per spaxel with a broader PSF (FWHM 1.0″), a WCS of its
-  own (rotated −8°), in 10⁻²⁰ erg s⁻¹ cm⁻² per spaxel, that differs from the true Hα by a
-  known slope and offset: ``muse = MUSE_OFFSET + MUSE_SLOPE × true`` (a flux scale and a
-  background level of its own, as two instruments have), plus noise. With it, a nebula
-  mask (each spaxel labelled with the HII region that dominates it, −1 elsewhere) and a
+  own (rotated −8°), in 10⁻²⁰ erg s⁻¹ cm⁻² per spaxel: the true Hα at its resolution,
+  plus a small background of its own and noise, ``muse = MUSE_OFFSET + MUSE_SLOPE ×
+  true + noise`` with ``MUSE_SLOPE = 1``: the flux reference. With it, a nebula mask
+  (each spaxel labelled with the HII region that dominates it, −1 elsewhere) and a
   nebula catalogue (``region_ID``, position, the map's flux in the mask), as PHANGS-MUSE
   provides them.
 
@@ -29,8 +37,10 @@ Files, under the demo's root::
     muse/nebula_mask.fits, muse/nebulae.ecsv
     truth/halpha_true_hst.fits                 the Hα line on the HST grid, erg/s/cm2/pixel
     truth/halpha_true_muse.fits                the Hα line on the MUSE grid and PSF
-    truth/nebulae_truth.ecsv                   per nebula: total flux, flux in its mask
-    truth/truth.json  ["space"]                the constants below
+    truth/nebulae_truth.ecsv                   per nebula: total flux, flux in its mask,
+                                               what MUSE and the HST image should give
+    truth/truth.json  ["space"]                the constants below, and the anchoring
+                                               fit's right answer (anchor_slope, _offset)
 
 The HII regions, their fluxes and the galaxy are those of the ground frames, so the
 line fluxes agree between the chain's 09 and these images. A random generator of its own
@@ -52,21 +62,29 @@ HST_ROTATION = 12.0           # deg, of the HST grid from north
 MUSE_PIXEL = 0.2              # arcsec
 MUSE_FWHM = 1.0               # arcsec
 MUSE_ROTATION = -8.0          # deg
-MUSE_SLOPE = 1.08             # muse = MUSE_OFFSET + MUSE_SLOPE * true  (per spaxel)
-MUSE_OFFSET = 1.5e-17         # erg/s/cm2 per spaxel
+MUSE_SLOPE = 1.0              # muse = MUSE_OFFSET + MUSE_SLOPE * true  (per spaxel)
+MUSE_OFFSET = 2.0e-19         # erg/s/cm2 per spaxel: a small background, 0.2 sigma
+#: what is off in the HST narrow band: [NII] 6548 in its blue wing (share of Halpha), the
+#: filter's effective width for the galaxy's line (A, the handbook says 17.6) and the sky
+#: left in the drizzled image (e-/s per pixel)
+HST_NII_SHARE = 0.06
+HST_WIDTH_TRUE_A = 16.4
+HST_SKY_RATE = 0.02
 MUSE_NOISE = 1.0e-18          # erg/s/cm2 per spaxel, 1 sigma
 MUSE_UNIT = 1e-20
 GALAXY_BETA = -0.4            # f_lambda ∝ lambda^beta
 #: HST-like filters: pivot (Å), PHOTFLAM (erg/s/cm2/Å per e-/s), rectangular width (Å),
 #: exposure (s) and the noise of one pixel (e-/s): sky and read noise of a drizzled image
 HST_FILTERS = {
-    "F656N": {"pivot_A": 6561.5, "photflam": 1.1e-17, "width_A": 17.6, "exptime": 1500.0,
-              "noise": 0.012},
+    "F656N": {"pivot_A": 6561.4, "photflam": 1.1e-17, "width_A": 17.6, "exptime": 1500.0,
+              "noise": 0.012, "photbw": 5.5},
     "F555W": {"pivot_A": 5308.4, "photflam": 1.8e-19, "width_A": 1565.0, "exptime": 600.0,
-              "noise": 0.05},
+              "noise": 0.05, "photbw": 470.0},
     "F814W": {"pivot_A": 8039.1, "photflam": 1.5e-19, "width_A": 1536.0, "exptime": 600.0,
-              "noise": 0.05},
+              "noise": 0.05, "photbw": 650.0},
 }
+#: the HST line, continuum-subtracted with the handbook's width: this x the truth + a constant
+HST_LINE_SCALE = (1 + HST_NII_SHARE) * HST_FILTERS["F656N"]["width_A"] / HST_WIDTH_TRUE_A
 R_PIVOT_A, R_ZP = 6400.0, 25.0   # the ground R filter: what the galaxy model's rates mean
 
 
@@ -156,8 +174,9 @@ def write_space_images(root, night, *, ground_arcsec, seed):
                               psf)
         flam = flam + stars
         if name == "F656N":
-            flam = flam + line / f["width_A"]    # the line, spread over the filter's width
-        rate = flam / f["photflam"]
+            # the line and its [NII], spread over the filter's true effective width
+            flam = flam + line * (1 + HST_NII_SHARE) / HST_WIDTH_TRUE_A
+        rate = flam / f["photflam"] + (HST_SKY_RATE if name == "F656N" else 0.0)
         err = np.sqrt(f["noise"] ** 2 + np.clip(rate, 0, None) / f["exptime"])
         data = rate + rng.normal(0.0, 1.0, shape) * err
         h = fits.Header()
@@ -166,14 +185,16 @@ def write_space_images(root, night, *, ground_arcsec, seed):
         h["EXPTIME"] = f["exptime"]
         h["PHOTFLAM"] = (f["photflam"], "erg/s/cm2/Angstrom per e-/s")
         h["PHOTPLAM"] = (f["pivot_A"], "pivot wavelength, Angstrom")
+        h["PHOTBW"] = (f["photbw"], "RMS bandwidth, Angstrom")
         h["FWHM"] = (HST_FWHM, "arcsec, PSF of the image")
         h["TELESCOP"] = "redux demo space telescope (synthetic)"
         h.update(hst_wcs.to_header())
-        hdus = fits.HDUList([fits.PrimaryHDU(header=fits.Header({"FILTER": name})),
+        prim = fits.Header({"INSTRUME": "WFC3", "DETECTOR": "UVIS", "FILTER": name})
+        hdus = fits.HDUList([fits.PrimaryHDU(header=prim),
                              fits.ImageHDU(data.astype(np.float32), h, name="SCI"),
                              fits.ImageHDU(err.astype(np.float32), h, name="ERR")])
         hdus.writeto(root / "hst" / f"{name.lower()}.fits")
-        facts["hst"][name] = {k: f[k] for k in ("pivot_A", "photflam", "width_A")}
+        facts["hst"][name] = {k: f[k] for k in ("pivot_A", "photflam", "width_A", "photbw")}
     h = fits.Header()
     h["BUNIT"] = "erg / (s cm2)"
     h.update(hst_wcs.to_header())
@@ -223,6 +244,10 @@ def write_space_images(root, night, *, ground_arcsec, seed):
     hm.update(muse_wcs.to_header())
     fits.PrimaryHDU(labels, hm).writeto(root / "muse" / "nebula_mask.fits")
     ids = np.asarray(night.hii["id"])
+    # the HST sky left in, as a line flux per pixel (handbook width) and per MUSE spaxel
+    f656 = HST_FILTERS["F656N"]
+    sky_pixel = HST_SKY_RATE * f656["photflam"] * f656["width_A"]
+    sky_spaxel = sky_pixel * (MUSE_PIXEL / HST_PIXEL) ** 2
     from scipy import ndimage
     in_mask_true = ndimage.sum_labels(true_m, labels, ids)
     in_mask_muse = ndimage.sum_labels(muse, labels, ids)
@@ -239,13 +264,21 @@ def write_space_images(root, night, *, ground_arcsec, seed):
     Table({"region_ID": ids[keep], "npix": npix[keep].astype(int),
            "flux_total": np.asarray(night.hii["halpha_flux"])[keep],
            "flux_true_in_mask": in_mask_true[keep],
-           "flux_muse_expected": MUSE_OFFSET * npix[keep] + MUSE_SLOPE * in_mask_true[keep]},
+           "flux_muse_expected": MUSE_OFFSET * npix[keep] + MUSE_SLOPE * in_mask_true[keep],
+           "flux_hst_expected": sky_spaxel * npix[keep] + HST_LINE_SCALE * in_mask_true[keep]},
           meta={"comment": "erg/s/cm2; flux_true_in_mask: the true line at the MUSE PSF "
-                           "summed over the region's mask"}).write(
+                           "summed over the region's mask; flux_hst_expected: what the "
+                           "HST line image (handbook width, two continua) gives there"}).write(
         root / "truth" / "nebulae_truth.ecsv")
     facts.update({"muse_pixel_arcsec": MUSE_PIXEL, "muse_fwhm_arcsec": MUSE_FWHM,
                   "muse_slope": MUSE_SLOPE, "muse_offset": MUSE_OFFSET,
                   "muse_offset_per_arcsec2": MUSE_OFFSET / MUSE_PIXEL ** 2,
                   "muse_noise": MUSE_NOISE, "hst_shape": list(shape),
+                  "hst_nii_share": HST_NII_SHARE, "hst_width_true_A": HST_WIDTH_TRUE_A,
+                  "hst_sky_rate": HST_SKY_RATE, "hst_line_scale": HST_LINE_SCALE,
+                  "hst_sky_line_per_pixel": sky_pixel,
+                  # the anchoring fit's right answer: MUSE = offset + slope x HST line
+                  "anchor_slope": MUSE_SLOPE / HST_LINE_SCALE,
+                  "anchor_offset": MUSE_OFFSET - MUSE_SLOPE / HST_LINE_SCALE * sky_spaxel,
                   "muse_shape": list(mshape), "n_nebulae": int(keep.sum())})
     return facts

@@ -392,6 +392,45 @@ def read_image(path, *, what="MUSE Halpha map", ext=None, bunit=None) -> Image:
     return Image(data=data, error=error, wcs=wcs, unit=str(unit), path=path, header=header)
 
 
+#: header keywords that give a MUSE map's or cube's resolution (PSF FWHM, arcsec): the
+#: suite's own ``FWHM``, then the ESO seeing keywords of a cube (the guide probe's median
+#: seeing, the image-analysis FWHM).
+FWHM_KEYS = ("FWHM", "HIERARCH ESO OCS SGS FWHM MED", "HIERARCH ESO TEL IA FWHM")
+#: PHANGS-MUSE data-release products carry their resolution in the file name, as the
+#: convolved-optimised ("copt") resolution: ``NGC1300_MAPS_copt_0.89asec.fits``,
+#: ``NGC0628_PHANGS_DATACUBE_copt_0.92asec.fits``.
+_COPT_NAME = re.compile(r"_copt_(\d+(?:\.\d+)?)asec", re.IGNORECASE)
+
+
+def resolution_arcsec(header, path=None) -> tuple[float | None, str]:
+    """A MUSE product's resolution (PSF FWHM, arcsec) from its header or name, and how.
+
+    The header's `FWHM_KEYS` first, then the PHANGS-MUSE file-name convention
+    ``..._copt_<FWHM>asec.fits``. ``(None, '')`` when neither says: the caller then
+    fits it (`redux_helpers.anchoring.fit_beam`).
+
+    Examples
+    --------
+    >>> resolution_arcsec(fits.Header(), "NGC1300_MAPS_copt_0.89asec.fits")
+    (0.89, 'file name (PHANGS copt)')
+    >>> resolution_arcsec(fits.Header({"FWHM": 0.7}))
+    (0.7, 'header FWHM')
+    """
+    for key in FWHM_KEYS:
+        if header is not None and key in header:
+            try:
+                value = float(header[key])
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value) and value > 0:
+                return value, f"header {key.replace('HIERARCH ', '')}"
+    if path is not None:
+        m = _COPT_NAME.search(Path(path).name)
+        if m:
+            return float(m.group(1)), "file name (PHANGS copt)"
+    return None, ""
+
+
 def _edges(wave) -> np.ndarray:
     """Pixel edges halfway between pixel centres, extrapolated at both ends."""
     wave = np.asarray(wave, dtype=np.float64)

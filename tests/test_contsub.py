@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
-from redux_helpers import anchoring, contsub, muse
+from redux_helpers import anchoring, contsub, hst_filters, muse
 from redux_helpers.errors import ReduxError
 
 
@@ -143,12 +144,17 @@ def demo_space(small_demo):
 
 
 def _nebula_ratio(res, line, labels, sp, nt):
-    """Per-nebula flux / truth, both at MUSE's resolution on its grid."""
+    """Per-nebula flux / what the demo's HST image should give, both at MUSE's resolution.
+
+    The demo's narrow band is off on purpose ([NII], its width, a sky level: what
+    anchoring takes out), so a right continuum subtraction gives ``flux_hst_expected``
+    (HST_LINE_SCALE x the true flux in the mask + the sky over the mask), not the truth.
+    """
     bm = anchoring.beam_match(res.flux, line.wcs, sp["hst_fwhm_arcsec"],
                               np.zeros(labels.data.shape), labels.wcs, sp["muse_fwhm_arcsec"])
     sums = muse.nebula_sums(np.nan_to_num(bm.image), labels.data)
-    true = dict(zip(nt["region_ID"], nt["flux_true_in_mask"], strict=True))
-    return np.array([f / true[i] for i, f in zip(sums["id"], sums["flux"], strict=True)])
+    expected = dict(zip(nt["region_ID"], nt["flux_hst_expected"], strict=True))
+    return np.array([f / expected[i] for i, f in zip(sums["id"], sums["flux"], strict=True)])
 
 
 @pytest.mark.parametrize(("which", "interp"), [("f555w", "log"), ("f814w", "log"),
@@ -177,6 +183,98 @@ def test_demo_continuum_under_the_line(demo_space):
     res = contsub.subtract(line, conts, width_A=sp["hst"]["F656N"]["width_A"], interp="log")
     true_c = truth.image("continuum_flam_hst")
     disc = true_c > np.percentile(true_c, 90)
-    # the continuum is evaluated at the Ha filter's pivot (6561.5 A), the truth at 6562.8 A
+    # the continuum is evaluated at the Ha filter's pivot, the truth at 6562.8 A
     ratio = np.median(res.continuum.flam[disc] / true_c[disc])
-    assert ratio == pytest.approx((6561.5 / 6562.8) ** sp["galaxy_beta"], abs=0.003)
+    pivot = sp["hst"]["F656N"]["pivot_A"]
+    assert ratio == pytest.approx((pivot / 6562.8) ** sp["galaxy_beta"], abs=0.003)
+
+
+# ---- the filter's width: the table of HST filters, the manifest, PHOTBW ---------------------
+@pytest.mark.parametrize(("inst", "det", "filt", "pivot", "width"), [
+    # WFC3 Instrument Handbook, Table 6.2 (UVIS chip 1): pivot and rectangular width
+    ("WFC3", "UVIS", "F656N", 6561.4, 17.6),
+    ("WFC3", "UVIS", "F657N", 6566.6, 121.0),
+    ("WFC3", "UVIS", "F658N", 6584.0, 27.6),
+    ("WFC3", "UVIS", "F665N", 6655.9, 131.3),
+    ("WFC3", "UVIS", "F673N", 6765.9, 117.8),
+    ("WFC3", "UVIS", "F502N", 5009.6, 65.3),
+    ("WFC3", "UVIS", "F487N", 4871.4, 60.4),
+    ("WFC3", "UVIS", "F547M", 5447.5, 650.0),
+    # ACS Instrument Handbook, Table 5.1
+    ("ACS", "WFC", "F658N", 6584.0, 78.0),
+    ("ACS", "WFC", "F660N", 6602.0, 40.0),
+    ("ACS", "WFC", "F502N", 5022.0, 57.0),
+    ("ACS", "WFC", "F550M", 5580.0, 547.0),
+])
+def test_filter_table_has_the_handbook_values(inst, det, filt, pivot, width):
+    w = hst_filters.lookup(inst.lower() + "  ", det, filt.lower())     # case, padding
+    assert (w.width_A, w.pivot_A) == (width, pivot) and not w.estimated
+    # the same filter name on another instrument is another filter
+    assert hst_filters.lookup("WFPC2", "", filt) is None
+
+
+def test_an_unknown_filter_falls_back_on_photbw_with_a_warning():
+    # a top-hat of width W has an RMS width W / sqrt(12): PHOTBW 6.0 A -> 20.78 A
+    with pytest.warns(AstropyUserWarning, match=r"sqrt\(12\) x PHOTBW = 20.8 A"):
+        w = hst_filters.filter_width("WFPC2", "", "F656N", photbw=6.0)
+    assert w.width_A == pytest.approx(6.0 * np.sqrt(12)) and w.estimated and w.source == "PHOTBW"
+    # the factor against a top-hat: its RMS width computed by hand
+    lam = np.linspace(6550.0, 6570.0, 20001)
+    assert np.sqrt(np.mean((lam - lam.mean()) ** 2)) * hst_filters.PHOTBW_TO_WIDTH \
+        == pytest.approx(20.0, rel=1e-3)
+    with pytest.raises(KeyError):
+        hst_filters.filter_width("WFPC2", "", "F656N")
+
+
+def test_line_width_order_and_header_keys(tmp_path):
+    """Parameter, then manifest, then the table (INSTRUME/DETECTOR/FILTER1-2), then PHOTBW."""
+    path = _write(tmp_path / "acs.fits", np.ones((9, 9)), filt="CLEAR1L")
+    with fits.open(path, mode="update") as h:
+        h[0].header.update({"INSTRUME": "ACS", "DETECTOR": "WFC", "FILTER1": "CLEAR1L",
+                            "FILTER2": "F658N"})
+        h["SCI"].header["PHOTBW"] = 37.01
+        del h["SCI"].header["FILTER"]
+    line = contsub.read_flux_image(path)
+    assert (line.filter, line.instrument, line.detector, line.photbw) == ("F658N", "ACS", "WFC",
+                                                                         37.01)
+    assert contsub.line_width(line).width_A == 78.0
+    assert contsub.line_width(line, bandpasses={"F658N": {"width_A": 75.0}}).source == "manifest"
+    assert contsub.line_width(line, width_A=70.0, bandpasses={"F658N": {"width_A": 75.0}}).width_A == 70.0
+    # a filter the table lacks: PHOTBW, with the warning; without PHOTBW a message to act on
+    other = contsub.read_flux_image(_write(tmp_path / "x.fits", np.ones((9, 9)), filt="F631N"))
+    other.photbw = 8.0
+    with pytest.warns(AstropyUserWarning, match="PHOTBW"):
+        assert contsub.line_width(other).width_A == pytest.approx(8.0 * np.sqrt(12))
+    other.photbw = None
+    with pytest.raises(ReduxError, match=r"width of the Halpha filter 'F631N' .*is not "
+                                         r"known.*bandpasses: \{F631N.* in m.yaml"):
+        contsub.line_width(other, manifest="m.yaml")
+
+
+def test_muse_resolution_from_header_or_phangs_name():
+    assert muse.resolution_arcsec(fits.Header({"FWHM": 0.8}), "x.fits") == (0.8, "header FWHM")
+    h = fits.Header()
+    h["HIERARCH ESO OCS SGS FWHM MED"] = 0.66
+    assert muse.resolution_arcsec(h)[0] == 0.66
+    # PHANGS-MUSE DR products carry their "copt" resolution in the file name
+    assert muse.resolution_arcsec(fits.Header(), "/d/NGC1385_MAPS_copt_0.77asec.fits")[0] == 0.77
+    assert muse.resolution_arcsec(fits.Header(), "NGC1385_MAPS_native.fits") == (None, "")
+
+
+def test_measure_fwhm_on_the_stars(tmp_path):
+    """The synthetic ACS pair (tests/hst_muse_synth.py): PSF FWHM 0.09", 1.8 pixels.
+
+    Stars are found on the continuum image, where the nebulae can't pass for stars, and
+    fitted on the Halpha image. Measured: 0.0896" on 7 stars.
+    """
+    from tests import hst_muse_synth
+
+    s = hst_muse_synth.make(tmp_path)
+    line = contsub.read_flux_image(s["hst_halpha"])
+    cont = contsub.read_flux_image(s["hst_continuum"])
+    fwhm, n = contsub.measure_fwhm(line, [cont])
+    assert n >= 5 and fwhm == pytest.approx(s["hst_fwhm_arcsec"], rel=0.05)
+    # an image without stars says what to set
+    line.data = np.zeros(line.data.shape)
+    with pytest.raises(ReduxError, match="set image_fwhm_arcsec"):
+        contsub.measure_fwhm(line)

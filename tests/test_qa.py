@@ -318,6 +318,9 @@ def test_anchoring_and_nebulae(night):
     assert r["nebula_ratio_before"]["value"] == pytest.approx(0.5)
     assert r["nebula_ratio_vs_truth"]["value"] == pytest.approx(1.08 / 0.9)
     assert r["nebula_ratio_vs_truth"]["flag"] == "info"
+    # and what the anchoring changed, against the truth: 0.5 / 0.9 before
+    assert r["nebula_ratio_vs_truth_before"]["value"] == pytest.approx(0.5 / 0.9)
+    assert "before anchoring" in r["nebula_ratio_vs_truth_before"]["reason"]
 
 
 def test_an_unreadable_product_is_a_fail_row_not_a_crash(night):
