@@ -12,6 +12,7 @@ Products follow the data contract: the image in the primary HDU with ``BUNIT``,
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import warnings
@@ -60,39 +61,47 @@ def frame_stem(path) -> str:
     return "__".join([*parts[:-1], name])
 
 
-def verify_file(path):
-    """Read a raw file whole once, so that damage anywhere in it is found now.
+def _whole_bytes(path: Path) -> bytes:
+    """A gzip-compressed file decompressed to its end, where gzip checks its CRC and length.
 
-    A gzip-compressed file is decompressed to its end, where gzip checks its CRC and
-    length (astropy reads only as far as it needs and never sees a bad CRC). (A file's
-    ``CHECKSUM``/``DATASUM`` keywords are checked by `open_fits` on every read.) Raises
-    `FrameError`.
+    astropy reads a ``.fits.gz`` only as far as it needs and never sees a bad CRC; reading
+    it whole finds damage anywhere in it. Raises `FrameError`.
     """
     import gzip
     import zlib
 
-    path = Path(path)
-    if path.name.lower().endswith(".gz"):
-        try:
-            with gzip.open(path, "rb") as f:
-                while f.read(1 << 22):
-                    pass
-        except (OSError, EOFError, zlib.error) as exc:
-            msg = f"{path} is damaged: its gzip stream fails its check ({exc}); {ADVICE}"
-            raise FrameError(msg) from None
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        msg = f"{path} is damaged: its gzip stream fails its check ({exc}); {ADVICE}"
+        raise FrameError(msg) from None
 
 
-def open_fits(path) -> fits.HDUList:
+def verify_file(path):
+    """Read a raw file whole once, so that damage anywhere in it is found now.
+
+    (A file's ``CHECKSUM``/``DATASUM`` keywords are checked by `open_fits` on every
+    read.) Raises `FrameError`.
+    """
+    open_fits(path, whole=True).close()
+
+
+def open_fits(path, *, whole=False) -> fits.HDUList:
     """Open a FITS file read-only, turning every kind of unreadable file into a `FrameError`.
 
     A truncated file (shorter than its header promises) and a file that is not FITS
-    at all both raise, naming the file and what to do.
+    at all both raise, naming the file and what to do. With ``whole``, a compressed
+    file is decompressed to its end first (its CRC checked), once.
     """
     path = Path(path)
+    source = path
+    if whole and path.name.lower().endswith(".gz") and path.is_file():
+        source = io.BytesIO(_whole_bytes(path))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            hdul = fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=False,
+            hdul = fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=False,
                              checksum=True)
     except FileNotFoundError:
         msg = f"{path}: file not found"
@@ -139,8 +148,8 @@ def read_header(path, overrides: dict | None = None) -> fits.Header:
         return apply_overrides(hdul[image_hdu_index(hdul)].header, overrides)
 
 
-def read_frame(path, overrides: dict | None = None, dtype=np.float32):
-    """Read a frame's image and header.
+def read_frame(path, overrides: dict | None = None, dtype=np.float32, *, whole=False):
+    """Read a frame's image and header (``whole``: see `open_fits`).
 
     Returns
     -------
@@ -149,7 +158,7 @@ def read_frame(path, overrides: dict | None = None, dtype=np.float32):
     header : `~astropy.io.fits.Header`
         Its header with keyword overrides applied.
     """
-    with open_fits(path) as hdul:
+    with open_fits(path, whole=whole) as hdul:
         hdu = hdul[image_hdu_index(hdul)]
         try:
             data = np.asarray(hdu.data, dtype=dtype)

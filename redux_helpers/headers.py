@@ -166,11 +166,20 @@ def filter_name(header, *, settings: dict | None = None) -> str | None:
     if value is not None:
         text = str(value).strip()
         return codes.get(text, text)
-    obj_words = str(header.get("OBJECT", "")).replace("-", " ").split()
+    obj_words = object_words(header.get("OBJECT", ""))
     for name in settings.get("filter_from_object") or ():
         if name in obj_words:
             return name
     return None
+
+
+def object_words(text) -> list[str]:
+    """The words of an OBJECT value, as ``filter_from_object`` looks for filter names.
+
+    >>> object_words("M-92 B")
+    ['M', '92', 'B']
+    """
+    return str(text).replace("-", " ").split()
 
 
 def binning(header) -> str:

@@ -19,7 +19,7 @@ from astropy.table import Table
 
 from . import headers
 from .errors import FrameError, ReduxError
-from .fitsio import frame_stem, is_fits_name, read_frame, verify_file
+from .fitsio import frame_stem, is_fits_name, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +73,13 @@ def filter_hint(header) -> str:
 def describe_frame(path, settings: dict | None = None, *, raw_dir=None) -> dict:
     """One inventory row: normalised header facts and pixel statistics of a frame.
 
-    The file is read whole once (`fitsio.verify_file`): a damaged compressed file is
-    found here, not as garbage pixels three steps later.
+    The file is read whole, once (``read_frame(whole=True)``): a damaged compressed
+    file is found here, not as garbage pixels three steps later.
     """
     settings = settings or {}
     path = Path(path)
     name = str(path.relative_to(raw_dir)) if raw_dir else path.name
-    verify_file(path)
-    data, header = read_frame(path, frame_overrides(settings, name))
+    data, header = read_frame(path, frame_overrides(settings, name), whole=True)
     if "REDXSTEP" in header:
         msg = (f"{path} is a product of redux ({header['REDXSTEP']}), not a raw frame: raw_dir "
                "must name the telescope's own files; fix raw_dir, or exclude it")
@@ -379,7 +378,7 @@ def _object_filter_words(rows) -> list[str]:
     """Filter names found as a word in the OBJECT of every row, or [] if some row has none."""
     found = set()
     for r in rows:
-        words = set(re.split(r"[\s\-_,;:/()]+", str(r["object"])))
+        words = set(headers.object_words(r["object"]))   # as filter_from_object reads it
         hit = [w for w in _FILTER_WORDS if w in words]
         if len(hit) != 1:
             return []

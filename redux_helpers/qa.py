@@ -69,7 +69,7 @@ from astropy.stats import mad_std
 from astropy.table import Table
 from scipy import ndimage
 
-from . import fitsio, masks, masters, muse, provenance
+from . import fitsio, masks, masters, muse, product_names, provenance
 from .errors import FrameError, ReduxError
 from .gain import WARN_RELATIVE_ERROR as GAIN_WARN
 from .targets import demo_truth
@@ -754,8 +754,7 @@ def _stack(paths, target, truth, out):
                         "warn if any is left out"))
         if truth is not None:
             _registration_vs_truth(reg, truth, out)
-    for spath in sorted(folder.glob("stack_*.fits")):
-        filt = spath.name.removeprefix("stack_").removesuffix(".fits")
+    for filt, spath in product_names.stacks_in(folder).items():   # FILTER from the header
         with fits.open(spath) as hdul:
             h = hdul[0].header
             depth = int(h.get("NCOMBINE", 0))
@@ -769,7 +768,7 @@ def _stack(paths, target, truth, out):
             extra += f"; {int(h['NLEFTOUT'])} frame(s) left out"
         out.add(f"stack_depth_{filt}", depth, unit="frames",
                 flag="pass" if depth >= MIN_DEPTH else "warn",
-                reason=f"{depth} frames combined in stack_{filt}.fits{extra}; warn below "
+                reason=f"{depth} frames combined in {spath.name}{extra}; warn below "
                        f"{MIN_DEPTH} (no outlier rejection possible)")
 
 

@@ -174,8 +174,7 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
     target = load_target(target_name, manifest)
     raw = target.raw_dir.resolve() if target.raw_dir else None
     if raw and (products == raw or raw in products.parents or products in raw.parents):
-        where = "inside" if products != raw and raw in products.parents or products == raw \
-            else "around"
+        where = "around" if products in raw.parents else "inside"
         msg = (f"products folder {products} is {where} the raw folder {raw} (paths compared "
                "with symlinks resolved): raw data is never written, and products must never be "
                "read as raw frames; choose another --products")
@@ -238,7 +237,7 @@ def _make_folder(path: Path):
         raise ReduxError(msg)
 
 
-def _no_space(exc: OSError, where: Path, step: str) -> ReduxError:
+def _no_space(where: Path, step: str) -> ReduxError:
     """A full disk, in one sentence with the folder and the space it has."""
     try:
         free = shutil.disk_usage(where).free / 1e6
@@ -299,7 +298,7 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
         except PapermillExecutionError as exc:
             if exc.ename == "OSError" and "No space left" in str(exc.evalue):
                 tmp.unlink(missing_ok=True)
-                raise _no_space(exc, root, step) from None
+                raise _no_space(root, step) from None
             _keep(tmp, out)
             if exc.ename in USER_ERRORS:
                 msg = f"{step}: {exc.evalue}"
@@ -310,7 +309,7 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
-                raise _no_space(exc, root, step) from None
+                raise _no_space(root, step) from None
             msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
             raise ReduxError(msg) from None
         except (RuntimeError, ValueError) as exc:   # the kernel could not run it
@@ -323,7 +322,7 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
                 _write_html(out)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise _no_space(exc, root, step) from None
+                raise _no_space(root, step) from None
             raise
         dt = time.perf_counter() - t0
         fingerprint.write_record(root, step, fps[step], dt)
