@@ -37,6 +37,11 @@ USER_ERRORS = {"ReduxError", "FrameError", "ManifestError"}
 FIRST_WITHOUT_RAW = "08_photometry"
 #: Parameters every notebook declares and the runner always sets.
 COMMON = ("target", "manifest", "products")
+#: A notebook's kernel asks Linux, first thing, to be killed when the process that started
+#: it dies (`lock.die_with_parent`): a ``redux run`` or a batch worker killed with -9 leaves
+#: no kernel writing on into the products.
+KERNEL_DIES_WITH_PARENT = ("--IPKernelApp.exec_lines="
+                           "['import redux_helpers.lock as _l; _l.die_with_parent()']")
 
 
 def notebooks_dir() -> Path:
@@ -179,6 +184,10 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
                "with symlinks resolved): raw data is never written, and products must never be "
                "read as raw frames; choose another --products")
         raise ReduxError(msg)
+    if raw and raw.is_dir():
+        from .inventory import check_not_products
+
+        check_not_products(raw)          # before a kernel starts, not in 00
     given = sorted(set(COMMON) & set(params or {}))
     if given:
         msg = (f"-p {given[0]}=... can't be set: the command line sets {', '.join(COMMON)} "
@@ -231,6 +240,10 @@ def _make_folder(path: Path):
     except PermissionError:
         msg = (f"products folder {path} can't be made: permission denied; choose a folder you "
                "can write into with --products")
+        raise ReduxError(msg) from None
+    except OSError as exc:          # a read-only file system (EROFS), a full disk, ...
+        msg = (f"products folder {path} can't be made: {exc.strerror}; choose another "
+               "with --products")
         raise ReduxError(msg) from None
     if not os.access(path, os.W_OK | os.X_OK):
         msg = f"products folder {path} is not writable; choose another with --products"
@@ -294,7 +307,8 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
                                        # the kernel warns on every start that it talks
                                        # over local TCP; that is not news for a user
                                        # nor that it was interrupted on shutdown
-                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL",
+                                                        KERNEL_DIES_WITH_PARENT])
         except PapermillExecutionError as exc:
             if exc.ename == "OSError" and "No space left" in str(exc.evalue):
                 tmp.unlink(missing_ok=True)
