@@ -14,7 +14,7 @@ command on a laptop and a cluster, not fine-grained scheduling.
   has ``retries=0`` and the local cluster's scheduler ``allowed-failures: 0``, so Dask
   does not run it again elsewhere unseen (an existing scheduler keeps its own setting;
   ``distributed.scheduler.allowed-failures: 0`` in its Dask config does the same). The
-  notebook kernel of a dead worker dies with it (`redux_helpers.lock.die_with_parent`).
+  notebook kernel of a dead worker dies with it (see `redux_helpers.runner`).
 * Progress: each task puts (target, step, state, seconds) on a Dask ``Queue``; the
   command prints them as they come.
 * Steps whose fingerprint is unchanged are skipped (`redux_helpers.fingerprint`):
@@ -187,12 +187,10 @@ def run_batch(names, *, manifest, products="products", workers=2, scheduler=None
             msg = f"no Dask scheduler answers at {scheduler} ({exc}); start one, or leave --scheduler out"
             raise ReduxError(msg) from None
     else:
-        import dask
-
-        # the scheduler runs in this process: a dead worker's task is not retried
-        dask.config.set({"distributed.scheduler.allowed-failures": 0})
+        # allowed_failures=0: a task whose worker died is failed at once, not run again
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR,
+                               scheduler_kwargs={"allowed_failures": 0})
         client = Client(cluster)
     try:
         queue = Queue(QUEUE, client=client)

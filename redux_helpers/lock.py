@@ -24,25 +24,6 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "lock"
 
 
-def die_with_parent():
-    """Have Linux kill this process with SIGKILL when its parent dies (a no-op elsewhere).
-
-    Called by each notebook kernel as it starts (``prctl(PR_SET_PDEATHSIG)``): the
-    kernel of a ``redux run`` or of a batch worker that is killed, even with -9, dies
-    with it instead of writing on into a products folder nobody holds the lock of.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)     # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:                       # the parent died before we asked
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

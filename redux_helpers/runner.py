@@ -8,6 +8,12 @@ the notebook's own error message.
 Parameters are checked before anything runs: papermill only warns about a name a
 notebook doesn't declare, so a typo (``sigam=2``) would run with the default; here a
 name that no notebook of the run declares is refused.
+
+A notebook's kernel dies within a second of the process that started it (a ``redux run``
+or a batch worker, even one killed with -9): jupyter_client gives the kernel its parent's
+pid (``JPY_PARENT_PID``) and ipykernel's parent poller ends the kernel when its parent
+changes, so no orphaned kernel writes on into products nobody holds the lock of
+(tests/test_bad_input.py kills a batch worker and checks it).
 """
 
 from __future__ import annotations
@@ -37,11 +43,6 @@ USER_ERRORS = {"ReduxError", "FrameError", "ManifestError"}
 FIRST_WITHOUT_RAW = "08_photometry"
 #: Parameters every notebook declares and the runner always sets.
 COMMON = ("target", "manifest", "products")
-#: A notebook's kernel asks Linux, first thing, to be killed when the process that started
-#: it dies (`lock.die_with_parent`): a ``redux run`` or a batch worker killed with -9 leaves
-#: no kernel writing on into the products.
-KERNEL_DIES_WITH_PARENT = ("--IPKernelApp.exec_lines="
-                           "['import redux_helpers.lock as _l; _l.die_with_parent()']")
 
 
 def notebooks_dir() -> Path:
@@ -307,8 +308,7 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
                                        # the kernel warns on every start that it talks
                                        # over local TCP; that is not news for a user
                                        # nor that it was interrupted on shutdown
-                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL",
-                                                        KERNEL_DIES_WITH_PARENT])
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             if exc.ename == "OSError" and "No space left" in str(exc.evalue):
                 tmp.unlink(missing_ok=True)

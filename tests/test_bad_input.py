@@ -511,6 +511,6 @@ def test_a_killed_batch_worker_fails_its_target_and_takes_its_kernel_along(night
     assert not s.ok and s.failed == "worker" and "worker process running it died" in s.reason
     row = batch.summary_table([s]).splitlines()[1]
     assert row.startswith("n ") and "FAILED (worker)" in row
-    kernel.wait(timeout=10)                    # died with its worker: PR_SET_PDEATHSIG
+    kernel.wait(timeout=10)          # ipykernel's parent poller: gone within 1 s
     assert not kernel.is_running()
     assert not (products / "n" / "00_inspect" / "inventory.ecsv").exists()
