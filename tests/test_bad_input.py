@@ -299,6 +299,9 @@ MANIFESTS = {
     "demo: {size: 0}": ({"demo": {"size": 0}}, "'targets.n.demo.size' is 0; it must be from 64"),
     "raw_dir missing": ({"raw_dir": "no/such/night"}, "no/such/night, which does not exist"),
     "a gain of the wrong type": ({"gain": "high"}, "'targets.n.gain' should be a number"),
+    "raw_dir a file": ({"raw_dir": "raw/bias_001.fits"}, "bias_001.fits, which is a file, "
+                       "not a folder"),
+    "standards missing": ({"standards": "std.ecsv"}, "std.ecsv, which does not exist"),
 }
 
 
@@ -331,6 +334,10 @@ COMMANDS = {
     "batch --workers 0": (["batch", "n", "--workers", "0"], "--workers 0: a local cluster "
                           "needs at least 1 worker process", 2),
     "batch --workers -3": (["batch", "n", "--workers", "-3"], "--workers -3", 2),
+    "batch without targets": (["batch"], "name the targets to run (or --all", 2),
+    "batch unknown target": (["batch", "n", "nn"], "target 'nn' is not in", 2),
+    "batch --params missing": (["batch", "n", "--params", "/no/such/params.yaml"],
+                               "/no/such/params.yaml: can't read the parameters file", 2),
 }
 
 
@@ -343,6 +350,16 @@ def test_bad_command_line_is_refused(night, case):
     assert status == code and what in err
     assert not (products / "n" / "notebooks" / "00_inspect.ipynb").exists()
     assert_clean(raw, before, products)
+
+
+def test_batch_params_file_not_yaml(night):
+    raw, m, products = night
+    params = raw.parent / "params.yaml"
+    params.write_text("sigma: [2.5\n")
+    status, _, err = run("batch", "n", "--manifest", m, "--products", products,
+                         "--params", params)
+    assert status == 2 and f"{params}: can't read the parameters file" in err
+    assert not products.exists()
 
 
 @pytest.mark.parametrize("size", [0, -5, 7, 9000])
