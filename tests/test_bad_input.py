@@ -151,6 +151,7 @@ def unreadable(tiny, tmp_path_factory):
     return run00(raw, _manifest(raw), raw.parent / "products")
 
 
+@pytest.mark.notebooks
 @pytest.mark.parametrize("case", UNREADABLE)
 def test_unreadable_frame_is_named_by_00(unreadable, case):
     status, _, err = unreadable
@@ -192,6 +193,7 @@ def refused(tiny, tmp_path_factory):
     return run00(raw, _manifest(raw), raw.parent / "products")
 
 
+@pytest.mark.notebooks
 @pytest.mark.parametrize("case", REFUSED)
 def test_refused_frame_is_named_by_00(refused, case):
     status, _, err = refused
@@ -236,6 +238,7 @@ def warned(tiny, tmp_path_factory):
             raw.parent / "products" / "n")
 
 
+@pytest.mark.notebooks
 @pytest.mark.parametrize("case", WARNED)
 def test_odd_night_passes_00_with_a_warning(warned, case):
     from redux_helpers import fitsio
@@ -248,6 +251,7 @@ def test_odd_night_passes_00_with_a_warning(warned, case):
     assert any(WARNED[case] in x for x in said), said
 
 
+@pytest.mark.notebooks
 def test_missing_imagetyp_flat_without_lights_and_same_name_in_subfolders(warned):
     """A light without IMAGETYP is a light (OBJECT); a V flat with no V light is harmless;
     night2/ngc_demo_R_001.fits and ngc_demo_R_001.fits are two frames, both kept (the
@@ -262,6 +266,7 @@ def test_missing_imagetyp_flat_without_lights_and_same_name_in_subfolders(warned
     assert kinds["night2/ngc_demo_R_001.fits"] == "light"
 
 
+@pytest.mark.notebooks
 def test_no_lights_stops_00(night):
     raw, m, products = night
     for p in [*raw.glob("ngc_*"), *raw.glob("std_*")]:
@@ -270,6 +275,7 @@ def test_no_lights_stops_00(night):
     assert status == 2 and "no light frames among the 9 readable frames" in err
 
 
+@pytest.mark.notebooks
 def test_empty_raw_dir_stops_00(night):
     raw, m, products = night
     shutil.rmtree(raw)
@@ -458,6 +464,7 @@ def test_disk_full_simulated(night, monkeypatch):
     assert_clean(raw, before, products)
 
 
+@pytest.mark.notebooks
 def test_disk_full_on_a_small_tmpfs(night, tmp_path):
     """A real full disk: products on a 3 MB tmpfs, filled but for a few kB."""
     raw, m, _ = night
@@ -475,6 +482,7 @@ def test_disk_full_on_a_small_tmpfs(night, tmp_path):
 
 
 # ---- a normal run, as a user starts it -------------------------------------------------
+@pytest.mark.notebooks
 def test_a_normal_run_is_quiet_and_takes_over_a_dead_runs_lock(night):
     """The command in a process of its own: nothing on stderr (no kernel noise), and the
     lock a killed run left behind (its pid gone) is taken over, saying so."""
@@ -498,6 +506,7 @@ def test_a_normal_run_is_quiet_and_takes_over_a_dead_runs_lock(night):
 
 
 # ---- a batch whose worker is killed ---------------------------------------------------
+@pytest.mark.notebooks
 def test_a_killed_batch_worker_fails_its_target_and_takes_its_kernel_along(night):
     """kill -9 of the worker while its target's 00 runs: the summary reports that target
     as failed (no silent retry), and its notebook kernel is gone too."""
