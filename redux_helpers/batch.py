@@ -9,8 +9,12 @@ coarse (minutes), so what it brings is placement, isolation of failures and the 
 command on a laptop and a cluster, not fine-grained scheduling.
 
 * A target's failure is caught inside its task and comes back as its summary (the
-  failing step and the message), so it never stops the others; a worker that dies is
-  reported the same way.
+  failing step and the message), so it never stops the others. A worker that dies
+  (killed, out of memory) fails its target at once, reported the same way: the task
+  has ``retries=0`` and the local cluster's scheduler ``allowed-failures: 0``, so Dask
+  does not run it again elsewhere unseen (an existing scheduler keeps its own setting;
+  ``distributed.scheduler.allowed-failures: 0`` in its Dask config does the same). The
+  notebook kernel of a dead worker dies with it (see `redux_helpers.runner`).
 * Progress: each task puts (target, step, state, seconds) on a Dask ``Queue``; the
   command prints them as they come.
 * Steps whose fingerprint is unchanged are skipped (`redux_helpers.fingerprint`):
@@ -183,13 +187,16 @@ def run_batch(names, *, manifest, products="products", workers=2, scheduler=None
             msg = f"no Dask scheduler answers at {scheduler} ({exc}); start one, or leave --scheduler out"
             raise ReduxError(msg) from None
     else:
+        # allowed_failures=0: a task whose worker died is failed at once, not run again
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR,
+                               scheduler_kwargs={"allowed_failures": 0})
         client = Client(cluster)
     try:
         queue = Queue(QUEUE, client=client)
         futures = {client.submit(_run_one, n, manifest, products, merged[n], only, start, force,
-                                 html, key=f"redux-{n}-{time.time_ns()}", pure=False): n
+                                 html, key=f"redux-{n}-{time.time_ns()}", pure=False,
+                                 retries=0): n
                    for n in names}
         summaries = {}
         remaining = dict(futures)
@@ -204,8 +211,7 @@ def run_batch(names, *, manifest, products="products", workers=2, scheduler=None
                 try:
                     s = TargetSummary(**fut.result())
                 except Exception as exc:   # noqa: BLE001 - a worker died, the task was lost
-                    s = TargetSummary(name, failed="worker",
-                                      reason=f"{type(exc).__name__}: {exc}")
+                    s = TargetSummary(name, failed="worker", reason=_lost(exc))
                 summaries[name] = s
                 _drain(queue, on_event)
                 if on_event:
@@ -215,6 +221,14 @@ def run_batch(names, *, manifest, products="products", workers=2, scheduler=None
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _lost(exc) -> str:
+    """Why a target's task came back without a summary, in one sentence."""
+    if type(exc).__name__ == "KilledWorker":
+        return ("the worker process running it died (killed, or out of memory); it was not "
+                "run again: run the batch again to redo it (finished steps are kept)")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _drain(queue, on_event):

@@ -105,6 +105,19 @@ def _words(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", str(text).lower()).strip()
 
 
+def type_from_words(text) -> str | None:
+    """The frame type an IMAGETYP-like value names, or None if it names none redux knows.
+
+    >>> type_from_words("Dome Flat"), type_from_words("ARC")
+    ('flat', None)
+    """
+    words = _words(text).replace("dome flat", "domeflat").replace("sky flat", "skyflat")
+    for name, keys in _TYPE_WORDS:
+        if any(w in keys or w.endswith("flat") and name == "flat" for w in words.split()):
+            return name
+    return None
+
+
 def frame_type(header, *, settings: dict | None = None, filename: str | None = None) -> str:
     """Classify a frame as bias, dark, flat, light or standard.
 
@@ -120,13 +133,7 @@ def frame_type(header, *, settings: dict | None = None, filename: str | None = N
                    f"use one of {', '.join(FRAME_TYPES)}")
             raise FrameError(msg)
         return forced
-    raw = first(header, ("IMAGETYP", "OBSTYPE", "FRAME", "CCDTYPE"), "")
-    kind = None
-    words = _words(raw).replace("dome flat", "domeflat").replace("sky flat", "skyflat")
-    for name, keys in _TYPE_WORDS:
-        if any(w in keys or w.endswith("flat") and name == "flat" for w in words.split()):
-            kind = name
-            break
+    kind = type_from_words(first(header, ("IMAGETYP", "OBSTYPE", "FRAME", "CCDTYPE"), ""))
     obj = str(header.get("OBJECT", ""))
     if kind is None:
         ow = _words(obj).split()

@@ -104,6 +104,17 @@ def describe_frame(path, settings: dict | None = None, *, raw_dir=None) -> dict:
     return row
 
 
+def check_not_products(raw_dir):
+    """Refuse a raw folder that is (inside) a redux products folder (it has ``.redux/``)."""
+    raw = Path(raw_dir).resolve()
+    for folder in (raw, *list(raw.parents)[:2]):
+        if (folder / ".redux").is_dir():
+            msg = (f"raw_dir {raw_dir} is (inside) a redux products folder ({folder}): raw_dir "
+                   "must name the telescope's raw frames, never products; fix raw_dir in the "
+                   "manifest")
+            raise ReduxError(msg)
+
+
 def build_inventory(raw_dir, settings: dict | None = None, *, progress=None) -> Table:
     """The inventory of a raw folder: one row per FITS file (see `COLUMNS`).
 
@@ -112,13 +123,7 @@ def build_inventory(raw_dir, settings: dict | None = None, *, progress=None) -> 
     """
     settings = settings or {}
     rows = []
-    raw = Path(raw_dir).resolve()
-    for folder in (raw, *list(raw.parents)[:2]):
-        if (folder / ".redux").is_dir():
-            msg = (f"raw_dir {raw_dir} is (inside) a redux products folder ({folder}): raw_dir "
-                   "must name the telescope's raw frames, never products; fix raw_dir in the "
-                   "manifest")
-            raise ReduxError(msg)
+    check_not_products(raw_dir)
     paths = find_frames(raw_dir, exclude=settings.get("exclude") or ())
     if not paths:
         msg = (f"no FITS files (.fits, .fit, .fts, .fits.gz) found under {raw_dir}; "
@@ -237,6 +242,20 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
         elif level < flat_low_adu:
             add("warning", r["file"], f"flat is under-exposed ({level:.0f} ADU above bias)",
                 "exclude it or accept a noisier superflat")
+    for r in ok:
+        if r["imagetyp"].strip() and headers.type_from_words(r["imagetyp"]) is None:
+            add("warning", r["file"], f"IMAGETYP '{r['imagetyp'].strip()}' is not a frame type "
+                f"redux knows: it is read as {r['frametype']}",
+                f"if it is not a {r['frametype']}, set frame_types: {{{r['file']}: <type>}} or "
+                "exclude it in the manifest")
+        if r["frametype"] == "flat" and r["min"] <= 0:
+            add("warning", r["file"], f"flat has pixels at or below 0 ADU (min {r['min']:g}): "
+                "a dead or masked region the superflat can't correct",
+                "exclude it, or list the region under bad_columns/bad_rows")
+    if not len(lights):
+        add("error", "", f"no light frames among the {len(ok)} readable frames: nothing to "
+            "reduce", "add the lights to raw_dir, or give their type under frame_types: in "
+            "the manifest")
     if not len(ok[ok["frametype"] == "bias"]):
         add("warning", "", "no bias frames",
             "with an overscan the level is still removed; without, add bias frames")

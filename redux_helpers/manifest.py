@@ -263,8 +263,11 @@ def load_target(name, path, *, check_paths=True) -> Target:
             exists = Path(settings[key]).is_dir() if spec["path"] == "dir" \
                 else Path(settings[key]).is_file()
             if check_paths and not exists and "demo" not in settings:
+                what = ("is a file, not a folder" if spec["path"] == "dir"
+                        else "is a folder, not a file") if Path(settings[key]).exists() \
+                    else "does not exist"
                 msg = (f"{mpath}: targets.{name}.{key} points to {settings[key]}, "
-                       "which does not exist; fix the path (relative paths are relative "
+                       f"which {what}; fix the path (relative paths are relative "
                        "to the manifest)")
                 raise ManifestError(msg)
     for key in ("muse", "hst", "stacks"):

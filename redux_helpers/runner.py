@@ -8,6 +8,12 @@ the notebook's own error message.
 Parameters are checked before anything runs: papermill only warns about a name a
 notebook doesn't declare, so a typo (``sigam=2``) would run with the default; here a
 name that no notebook of the run declares is refused.
+
+A notebook's kernel dies within a second of the process that started it (a ``redux run``
+or a batch worker, even one killed with -9): jupyter_client gives the kernel its parent's
+pid (``JPY_PARENT_PID``) and ipykernel's parent poller ends the kernel when its parent
+changes, so no orphaned kernel writes on into products nobody holds the lock of
+(tests/test_bad_input.py kills a batch worker and checks it).
 """
 
 from __future__ import annotations
@@ -179,6 +185,10 @@ def run_target(target_name, *, manifest, products="products", only=None, start=N
                "with symlinks resolved): raw data is never written, and products must never be "
                "read as raw frames; choose another --products")
         raise ReduxError(msg)
+    if raw and raw.is_dir():
+        from .inventory import check_not_products
+
+        check_not_products(raw)          # before a kernel starts, not in 00
     given = sorted(set(COMMON) & set(params or {}))
     if given:
         msg = (f"-p {given[0]}=... can't be set: the command line sets {', '.join(COMMON)} "
@@ -231,6 +241,10 @@ def _make_folder(path: Path):
     except PermissionError:
         msg = (f"products folder {path} can't be made: permission denied; choose a folder you "
                "can write into with --products")
+        raise ReduxError(msg) from None
+    except OSError as exc:          # a read-only file system (EROFS), a full disk, ...
+        msg = (f"products folder {path} can't be made: {exc.strerror}; choose another "
+               "with --products")
         raise ReduxError(msg) from None
     if not os.access(path, os.W_OK | os.X_OK):
         msg = f"products folder {path} is not writable; choose another with --products"
