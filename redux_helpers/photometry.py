@@ -310,8 +310,9 @@ def point_like(data, uncertainty, mask, x, y, *, fwhm, r_in, r_out, tolerance=0.
     Gaussian star, much less for a knot of a spiral arm or a galaxy's nucleus, which a
     star finder also picks up on a galaxy's disc. The stars' value is the median of
     the detections with S/N above ``min_snr`` (or of all, if fewer than three reach it);
-    a detection is point-like when it lies within ``tolerance`` or ``nsigma`` errors of
-    it. Detections that can't be measured (a flagged pixel) are not point-like.
+    a detection is point-like unless it falls below it by more than ``tolerance`` and
+    ``nsigma`` errors (a sharper one, a cosmic ray or a hot pixel, is for other steps to
+    catch). Detections that can't be measured (a flagged pixel) are not point-like.
 
     >>> import numpy as np
     >>> yy, xx = np.mgrid[:80, :80]
@@ -335,7 +336,7 @@ def point_like(data, uncertainty, mask, x, y, *, fwhm, r_in, r_out, tolerance=0.
     bright = good & (np.asarray(whole["snr"], float) > min_snr)
     ref = float(np.median(conc[bright if bright.sum() >= 3 else good]))
     with np.errstate(invalid="ignore"):
-        ok = good & (np.abs(conc - ref) <= np.maximum(tolerance, nsigma * err))
+        ok = good & (conc >= ref - np.maximum(tolerance, nsigma * err))
     return ok, conc
 
 
