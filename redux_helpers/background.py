@@ -153,9 +153,14 @@ def source_mask(data, *, mask=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwh
     (True, True, False)
     """
     segm = detect(data, mask=mask, nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm)
-    shape = np.shape(data)
     if segm is None:
         log.info("no sources found above %.1f sigma", nsigma)
+    return _mask_of(segm, np.shape(data), dilate=dilate, except_at=except_at)
+
+
+def _mask_of(segm, shape, *, dilate, except_at=None):
+    """`source_mask` from a segmentation already made."""
+    if segm is None:
         return np.zeros(shape, bool)
     if except_at is not None:
         ix, iy = int(round(except_at[0])), int(round(except_at[1]))
@@ -818,7 +823,8 @@ def sky_for_frame(data, mask=None, *, geo=None, choice="auto", sky_method="box",
         msg = f"choice must be 'auto', 'radial' or 'sky_method', got {choice!r}"
         raise ValueError(msg)
     data, bad = _as_image(data, mask)
-    src = source_mask(data, mask=bad, nsigma=nsigma, npixels=npixels, dilate=dilate)
+    segm = detect(data, mask=bad, nsigma=nsigma, npixels=npixels)   # once for both masks
+    src = _mask_of(segm, data.shape, dilate=dilate)
     masked, masked_rms, masked_note = None, float("nan"), ""
     try:
         masked, rms = sky_model(data, mask=bad | src, method=sky_method, box_size=box_size,
@@ -832,8 +838,7 @@ def sky_for_frame(data, mask=None, *, geo=None, choice="auto", sky_method="box",
         why = "no galaxy in the frame" if geo is None else "galaxy_sky = sky_method"
         return SkyChoice(masked, sky_method, why, masked_level=float(np.median(masked)))
     centre = (geo["x"], geo["y"])
-    others = source_mask(data, mask=bad, nsigma=nsigma, npixels=npixels, dilate=dilate,
-                         except_at=centre)
+    others = _mask_of(segm, data.shape, dilate=dilate, except_at=centre)
     noise = masked_rms if np.isfinite(masked_rms) else float(mad_std(data[~(bad | src)]))
     # the check's masked sky: one clipped median of the pixels no source covers (a box
     # model interpolates over the masked galaxy from boxes full of its outskirts)
