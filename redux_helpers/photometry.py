@@ -312,7 +312,8 @@ def point_like(data, uncertainty, mask, x, y, *, fwhm, r_in, r_out, tolerance=0.
     the detections with S/N above ``min_snr`` (or of all, if fewer than three reach it);
     a detection is point-like unless it falls below it by more than ``tolerance`` and
     ``nsigma`` errors (a sharper one, a cosmic ray or a hot pixel, is for other steps to
-    catch). Detections that can't be measured (a flagged pixel) are not point-like.
+    catch). A detection that can't be measured (a flagged pixel in its circles) can't be
+    judged and is kept: a saturated star is still a star, whose disc 09 must leave out.
 
     >>> import numpy as np
     >>> yy, xx = np.mgrid[:80, :80]
@@ -332,11 +333,11 @@ def point_like(data, uncertainty, mask, x, y, *, fwhm, r_in, r_out, tolerance=0.
                                       np.asarray(whole["flux_err"]) / f2)
     good = np.isfinite(conc) & (f2 > 0)
     if not good.any():
-        return np.zeros(conc.size, bool), conc
+        return np.ones(conc.size, bool), conc
     bright = good & (np.asarray(whole["snr"], float) > min_snr)
     ref = float(np.median(conc[bright if bright.sum() >= 3 else good]))
     with np.errstate(invalid="ignore"):
-        ok = good & (conc >= ref - np.maximum(tolerance, nsigma * err))
+        ok = ~good | (conc >= ref - np.maximum(tolerance, nsigma * err))
     return ok, conc
 
 
