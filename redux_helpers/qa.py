@@ -38,10 +38,15 @@ Thresholds (each reason sentence states the one it used)
 04 masked pixels          warn if a frame has more than 5 % of its pixels flagged
 05 sky noise / UNCERT     pass within 0.85-1.2: the uncertainty plane is honest
 05 sky noise / Poisson    pass within 0.9-1.3 x sqrt(sky + read noise^2) (frames in e-)
+05 sky rate scatter       fail if a frame's sky rate (sky / exposure time) differs from
+                          the median of the other frames of its filter by more than 20 %
+                          (the frames named): a sky wrong in 05, or a sky that changed
 06 bad pixels             warn above 2 %, fail above 10 % of the chip
 07 registration residual  warn above 0.25 px (worst frame), fail above 1 px
 07 frames left out        warn if any frame was left out of a stack
 07 stack depth            warn if fewer than 3 frames (no outlier rejection possible)
+07 stack rejection        fail if a stack rejected more than 5 % of its values
+                          (``REJFRAC``), naming the frames with the most rejected
 08 zero point             warn if its error is above 0.05 mag or none was measured
 08 extinction             warn if k was not fitted (taken as given) or its error > 0.05
 08 standards              warn with fewer than 3 used, or more than 20 % rejected
@@ -70,6 +75,7 @@ from astropy.table import Table
 from scipy import ndimage
 
 from . import fitsio, masks, masters, muse, product_names, provenance
+from .background import MAX_RATE_SCATTER, rate_outliers
 from .errors import FrameError, ReduxError
 from .gain import WARN_RELATIVE_ERROR as GAIN_WARN
 from .targets import demo_truth
@@ -92,6 +98,8 @@ UNCERT_RANGE = (0.85, 1.2)            # sky rms / median UNCERT
 POISSON_RANGE = (0.9, 1.3)            # sky rms / sqrt(sky + RN^2)
 BADPIX_WARN, BADPIX_FAIL = 2.0, 10.0  # % of the chip
 REG_WARN, REG_FAIL = 0.25, 1.0        # px, worst registration residual
+REJECT_FAIL = 5.0                     # % of a stack's values rejected
+SKY_SCATTER_FAIL = 100 * MAX_RATE_SCATTER   # % a frame's sky rate from its filter's others
 MIN_DEPTH = 3                         # frames in a stack
 ZP_ERR_WARN = 0.05                    # mag
 K_ERR_WARN = 0.05                     # mag/airmass
@@ -672,6 +680,7 @@ def _background(paths, target, truth, out):
                     reason=f"{filt}: the sky's scatter is {v:.3f} x sqrt(sky + read noise^2) in "
                            f"electrons (photon and read noise alone); pass within {lo:g}-{hi:g} "
                            "(flat-field, dark and bias noise add a little)")
+        _sky_scatter(filt, sel, out)
         out.add(f"sky_rms_{filt}", rms, unit=unit,
                 reason=f"median scatter of the {filt} sky after subtraction, per frame"
                        + ("" if poisson else " (frames not in electrons: no photon-noise "
@@ -681,6 +690,32 @@ def _background(paths, target, truth, out):
             out.add(f"sky_rate_vs_truth_{filt}", 100 * (rate / true - 1), unit="%",
                     reason=f"{filt}: median sky rate {_fmt(rate, 5)} vs the demo's true "
                            f"{true:g} e-/s per pixel")
+
+
+def _sky_scatter(filt, sel, out):
+    """Fail a filter whose frames' sky rates disagree by more than SKY_SCATTER_FAIL %."""
+    lights = sel[np.array([str(t) for t in sel["frametype"]]) == "light"] \
+        if "frametype" in sel.colnames else sel
+    if len(lights) < 2:
+        return
+    names = [str(f) for f in lights["file"]]
+    rates = np.asarray(lights["sky_rate"], float)
+    odd = rate_outliers(names, rates, max_scatter=SKY_SCATTER_FAIL / 100)
+    spread = 100 * float(np.max(np.abs(rates / np.median(rates) - 1)))
+    if odd:
+        methods = dict(zip(names, (str(m) for m in lights["method"]), strict=True)) \
+            if "method" in lights.colnames else {}
+        why = "; ".join(f"{k} ({methods.get(k, '?')}): {v}" for k, v in odd.items())
+        out.add(f"sky_rate_scatter_{filt}", spread, unit="%", flag="fail",
+                reason=f"{filt}: {len(odd)} of {len(names)} light frames' sky rates disagree "
+                       f"with the others: {why}; fail above {SKY_SCATTER_FAIL:g} % (a sky "
+                       "wrong in 05, or a sky that changed through the night: look at the "
+                       "frames named)")
+    else:
+        out.add(f"sky_rate_scatter_{filt}", spread, unit="%", flag="pass",
+                reason=f"{filt}: the {len(names)} light frames' sky rates are within "
+                       f"{spread:.1f} % of their median; fail if one is more than "
+                       f"{SKY_SCATTER_FAIL:g} % from the others'")
 
 
 def _badpix(paths, target, truth, out):
@@ -754,6 +789,11 @@ def _stack(paths, target, truth, out):
                         "warn if any is left out"))
         if truth is not None:
             _registration_vs_truth(reg, truth, out)
+    rejected, filters_of = {}, {}              # file -> per cent of its values rejected, filter
+    if path.is_file() and "rejected_percent" in reg.colnames:
+        rejected = {str(f): float(p) for f, p in zip(reg["file"], reg["rejected_percent"],
+                                                     strict=True) if np.isfinite(p)}
+        filters_of = {str(f): str(x) for f, x in zip(reg["file"], reg["filter"], strict=True)}
     for filt, spath in product_names.stacks_in(folder).items():   # FILTER from the header
         with fits.open(spath) as hdul:
             h = hdul[0].header
@@ -770,6 +810,25 @@ def _stack(paths, target, truth, out):
                 flag="pass" if depth >= MIN_DEPTH else "warn",
                 reason=f"{depth} frames combined in {spath.name}{extra}; warn below "
                        f"{MIN_DEPTH} (no outlier rejection possible)")
+        if "REJFRAC" in h:
+            _rejection(filt, spath, 100 * float(h["REJFRAC"]),
+                       {f: p for f, p in rejected.items() if filters_of.get(f) == filt}, out)
+
+
+def _rejection(filt, spath, percent, per_frame, out):
+    """Fail a stack that rejected more than REJECT_FAIL % of its values; name the frames."""
+    worst = sorted(per_frame.items(), key=lambda kv: -kv[1])[:3]
+    named = ", ".join(f"{f} {p:.1f} %" for f, p in worst) if worst else "no per-frame table"
+    if percent > REJECT_FAIL:
+        out.add(f"stack_rejected_{filt}", percent, unit="%", flag="fail",
+                reason=f"{spath.name} rejected {percent:.2f} % of its values; most from "
+                       f"{named}: a frame that disagrees with the others over much of the "
+                       f"grid (a wrong sky in 05, a wrong flat, clouds); fail above "
+                       f"{REJECT_FAIL:g} %")
+    else:
+        out.add(f"stack_rejected_{filt}", percent, unit="%", flag="pass",
+                reason=f"{spath.name} rejected {percent:.3f} % of its values (most from "
+                       f"{named}); fail above {REJECT_FAIL:g} %")
 
 
 def _registration_vs_truth(reg, truth, out):

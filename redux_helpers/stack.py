@@ -135,6 +135,20 @@ class Stack:
     coverage: np.ndarray     # number of frames that went into each pixel
     rejected: np.ndarray     # number of values rejected at each pixel
     weights: np.ndarray      # the weight of each frame
+    rejected_per_frame: np.ndarray | None = None   # values rejected, frame by frame
+    usable_per_frame: np.ndarray | None = None     # usable values before rejection, per frame
+
+    @property
+    def rejected_fraction(self) -> float:
+        """Fraction of the stack's usable values that the rejection threw out."""
+        total = int(self.coverage.sum()) + int(self.rejected.sum())
+        return float(self.rejected.sum()) / total if total else 0.0
+
+    def rejected_percent(self) -> np.ndarray:
+        """Per frame: per cent of its usable values on the grid that were rejected."""
+        if self.rejected_per_frame is None or self.usable_per_frame is None:
+            return np.full(len(self.weights), np.nan)
+        return 100.0 * self.rejected_per_frame / np.maximum(self.usable_per_frame, 1)
 
 
 def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None) -> Stack:
@@ -178,6 +192,8 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
     coverage = np.zeros(shape, np.int16)
     rejected = np.zeros(shape, np.int16)
     exposure = np.zeros(shape, np.float32)
+    per_frame_rej = np.zeros(len(frames), np.int64)
+    per_frame_use = np.zeros(len(frames), np.int64)
     # rows in bands of ~4 million values: the working arrays stay ~100 MB however many
     # frames there are (the frames themselves are already in memory)
     step = max(1, int(4e6 // (len(frames) * shape[1])))
@@ -186,13 +202,19 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
         band = _combine_band([f.data[rows] for f in frames], [f.variance[rows] for f in frames],
                              [f.mask[rows] for f in frames], w, exptimes, sigma=sigma,
                              snoise=snoise, method=method)
-        comb[rows], unc[rows], coverage[rows], rejected[rows], exposure[rows] = band
+        comb[rows], unc[rows], coverage[rows], rejected[rows], exposure[rows] = band[:5]
+        per_frame_rej += band[5]
+        per_frame_use += band[6]
     mask = masks.flag(np.zeros(shape, np.uint16), coverage == 0, "NODATA")
-    return Stack(comb, unc, mask, exposure, coverage, rejected, w)
+    return Stack(comb, unc, mask, exposure, coverage, rejected, w, per_frame_rej, per_frame_use)
 
 
 def _combine_band(data, var, mask, w, exptimes, *, sigma, snoise, method):
-    """`combine_stack` on one band of rows: (data, uncertainty, coverage, rejected, exposure)."""
+    """`combine_stack` on one band of rows.
+
+    Returns (data, uncertainty, coverage, rejected, exposure, rejected per frame, usable
+    values per frame).
+    """
     import bottleneck as bn
 
     data, var = np.stack(data), np.stack(var)
@@ -200,6 +222,8 @@ def _combine_band(data, var, mask, w, exptimes, *, sigma, snoise, method):
     usable &= np.isfinite(data) & np.isfinite(var)
     vals = np.where(usable, data, np.float32(np.nan))
     rejected = np.zeros(data.shape[1:], np.int16)
+    use_per_frame = usable.sum(axis=(1, 2))
+    rej_per_frame = np.zeros(len(data), np.int64)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # pixels no frame covers
         if sigma:
@@ -212,6 +236,7 @@ def _combine_band(data, var, mask, w, exptimes, *, sigma, snoise, method):
             out = usable & (z > sigma) & (n >= 3)[None]
             usable &= ~out
             rejected = out.sum(axis=0).astype(np.int16)
+            rej_per_frame = out.sum(axis=(1, 2))
             vals[out] = np.nan
         wk = np.where(usable, w[:, None, None], np.float32(0))
         wsum = wk.sum(axis=0)
@@ -226,4 +251,4 @@ def _combine_band(data, var, mask, w, exptimes, *, sigma, snoise, method):
     exposure = (usable * exptimes[:, None, None]).sum(axis=0)
     covered = coverage > 0
     return (np.where(covered, comb, np.nan), np.where(covered, unc, np.nan), coverage, rejected,
-            exposure)
+            exposure, rej_per_frame, use_per_frame)

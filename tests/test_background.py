@@ -211,3 +211,119 @@ def test_find_galaxy_centre_and_not_in_a_star_field(field):
     stars_only, sky, objects, *_ = field
     far_from_galaxy = stars_only[:, :60]                      # stars on a sky, no galaxy
     assert background.find_galaxy(far_from_galaxy) is None
+
+
+# ---- the sky a frame supports: checks and the chooser ---------------------------------
+SKY_E = 2400.0
+
+
+def _inclined_disc(shape, centre, h, mu0, q, theta, seed):
+    """Sky + an inclined exponential disc (with a small bulge) + stars + noise, in e-."""
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
+    t = np.deg2rad(theta)
+    dx, dy = xx - centre[0], yy - centre[1]
+    r = np.hypot(np.cos(t) * dx + np.sin(t) * dy, (-np.sin(t) * dx + np.cos(t) * dy) / q)
+    objects = mu0 * np.exp(-r / h) + 4 * mu0 * np.exp(-r / (0.12 * h))
+    n = 50
+    _gauss_stamps(objects, rng.uniform(10, nx - 10, n), rng.uniform(10, ny - 10, n),
+                  rng.uniform(3e3, 3e5, n), 1.5)
+    return _noisy(SKY_E + objects, seed + 1)
+
+
+def _geo(data):
+    found = background.find_galaxy(data, min_fraction=0.05)
+    assert found is not None
+    return {k: found[k] for k in ("x", "y", "axis_ratio", "theta_deg")}
+
+
+@pytest.fixture(scope="module")
+def small_galaxy():
+    """A galaxy covering a few per cent of a 640 x 512 frame (h = 22 px)."""
+    return _inclined_disc((512, 640), (300.4, 270.7), 22.0, 3000.0, 0.75, 30.0, 31)
+
+
+@pytest.fixture(scope="module")
+def filling_galaxy():
+    """A galaxy filling a 512 x 448 frame: its disc is ~2 % of the sky at the corners."""
+    return _inclined_disc((448, 512), (250.6, 230.2), 80.0, 3600.0, 0.8, -20.0, 32)
+
+
+def test_find_galaxy_measures_its_shape(small_galaxy):
+    geo = _geo(small_galaxy)
+    assert abs(geo["x"] - 300.4) < 1.5 and abs(geo["y"] - 270.7) < 1.5
+    assert abs(geo["axis_ratio"] - 0.75) < 0.05
+    assert abs(geo["theta_deg"] - 30.0) < 5.0
+
+
+def test_small_galaxy_on_a_large_frame_gets_a_right_sky(small_galaxy):
+    choice = background.sky_for_frame(small_galaxy, geo=_geo(small_galaxy), choice="auto")
+    level = float(np.median(choice.model))
+    assert abs(level / SKY_E - 1) < 0.005, (choice.method, level, choice.reason)
+    if choice.method == "radial":
+        # the fit started from the galaxy's own scale length, not a fraction of the frame
+        assert abs(choice.scale_length - 22.0) < 3.0 and choice.rmin < 60
+    else:
+        assert choice.reason.startswith("radial fit not trusted")
+
+
+def test_galaxy_that_fills_the_frame_gets_the_radial_sky(filling_galaxy):
+    choice = background.sky_for_frame(filling_galaxy, geo=_geo(filling_galaxy), choice="auto")
+    assert choice.method == "radial", choice.reason
+    assert abs(choice.offset / SKY_E - 1) < 0.005
+    # the masked sky is far above: it is what a box model would have subtracted
+    assert choice.masked_level > SKY_E * 1.03
+    box = background.sky_for_frame(filling_galaxy, geo=_geo(filling_galaxy),
+                                   choice="sky_method")
+    assert box.method == "box" and np.median(box.model) > SKY_E * 1.03
+
+
+def test_a_fit_started_where_the_disc_has_faded_is_not_trusted(small_galaxy):
+    geo = _geo(small_galaxy)
+    # the old default: 0.25 x the frame width = 160 px, 7 scale lengths out
+    g, info = background.fit_radial_from_galaxy(small_galaxy, (geo["x"], geo["y"]), rmin=160,
+                                                axis_ratio=geo["axis_ratio"],
+                                                theta_deg=geo["theta_deg"])
+    reasons = background.check_radial_fit(info, pixel_noise=np.sqrt(SKY_E))
+    assert any("faded before the fit starts" in r for r in reasons), reasons
+    forced = background.sky_for_frame(small_galaxy, geo=geo, choice="radial", rmin=160)
+    assert forced.method == "radial" and "checks failed" in forced.reason
+    auto = background.sky_for_frame(small_galaxy, geo=geo, choice="auto", rmin=160)
+    assert auto.method == "box" and "faded before the fit starts" in auto.reason
+
+
+def test_a_short_fitted_range_is_not_trusted(filling_galaxy):
+    geo = _geo(filling_galaxy)
+    # from 3 scale lengths out the frame's corners are ~1 scale length further
+    _, info = background.fit_radial_from_galaxy(filling_galaxy, (geo["x"], geo["y"]), rmin=240,
+                                                axis_ratio=geo["axis_ratio"],
+                                                theta_deg=geo["theta_deg"])
+    reasons = background.check_radial_fit(info, pixel_noise=np.sqrt(SKY_E))
+    assert reasons and any("does not reach the sky" in r or "faded" in r or "uncertain" in r
+                           for r in reasons)
+
+
+def test_check_against_masked_both_ways():
+    noise = 50.0
+    # G + the modelled galaxy light in the unmasked pixels = the masked level: agree
+    assert background.check_against_masked(2400.0, 0.5, 2585.0, 0.3, pixel_noise=noise,
+                                            galaxy_light=184.0) == ""
+    # a G that took galaxy light for sky (the bug: 2-3 x the sky) is named, and why
+    high = background.check_against_masked(4800.0, 5.0, 2585.0, 0.3, pixel_noise=noise,
+                                           galaxy_light=2.0)
+    assert "above" in high and "took galaxy light for sky" in high
+    low = background.check_against_masked(2300.0, 0.5, 2410.0, 0.3, pixel_noise=noise)
+    assert "below" in low
+    # within the larger of 3 errors and 0.2 pixel sigma: not named
+    assert background.check_against_masked(2400.0, 0.5, 2409.0, 0.3, pixel_noise=noise) == ""
+
+
+def test_rate_outliers_names_the_frame():
+    names = [f"r{k}" for k in range(6)]
+    rates = [80.1, 79.8, 80.4, 80.0, 185.0, 79.9]
+    found = background.rate_outliers(names, rates)
+    assert list(found) == ["r4"] and "+131 %" in found["r4"]
+    # a difference within 5 errors is not an outlier, however large
+    assert background.rate_outliers(names, rates, errors=[1, 1, 1, 1, 30, 1]) == {}
+    assert background.rate_outliers(["a"], [3.0]) == {}

@@ -516,3 +516,40 @@ def test_report_links_to_the_notebook_when_there_is_no_html(tmp_path):
     page.feed(path.read_text())
     assert [h for h in page.links if not h.startswith("#")] == ["../notebooks/08_photometry.ipynb"]
     assert Path(path.parent / "../notebooks/08_photometry.ipynb").resolve() == nb.resolve()
+
+
+def test_stack_that_rejects_too_much_fails_naming_the_frames(night):
+    paths, target = night
+    write_registration(paths, [0.0, 0.05, 0.08], [True, True, True])
+    reg = fitsio.read_table(paths.step("07_stack") / "registration.ecsv")
+    reg["rejected_percent"] = [0.02, 0.03, 31.0]           # f2's sky was wrong
+    fitsio.write_table(reg, paths.step("07_stack") / "registration.ecsv")
+    fitsio.write_ccd(paths.step("07_stack") / "stack_R.fits", np.zeros((20, 20)),
+                     fitsio_header(NCOMBINE=3, NLEFTOUT=0, FILTER="R", REJFRAC=0.1035),
+                     unit="electron/s")
+    r = rows(qa.collect(paths, target), "07_stack")["stack_rejected_R"]
+    assert r["flag"] == "fail" and r["value"] == pytest.approx(10.35)
+    assert r["reason"].index("f2.fits") < r["reason"].index("f1.fits")   # the worst first
+    fitsio.write_ccd(paths.step("07_stack") / "stack_R.fits", np.zeros((20, 20)),
+                     fitsio_header(NCOMBINE=3, NLEFTOUT=0, FILTER="R", REJFRAC=0.0004),
+                     unit="electron/s")
+    assert rows(qa.collect(paths, target), "07_stack")["stack_rejected_R"]["flag"] == "pass"
+
+
+def test_sky_rates_that_scatter_fail_naming_the_frames(night):
+    paths, target = night
+    summary = [(f"r{k}.fits", "R", "light", m, "-", 900.0 * s, 31.0, 3.0 * s)
+               for k, (m, s) in enumerate([("radial", 1.0), ("radial", 1.02), ("radial", 2.6),
+                                           ("box", 0.99)])]
+    summary.append(("std1.fits", "R", "standard", "box", "-", 300.0, 30.0, 5.0))   # not a light
+    bg = Table(rows=summary, names=("file", "filter", "frametype", "method", "galaxy", "sky",
+                                    "sky_rms", "sky_rate"))
+    bg["sky"].unit = bg["sky_rms"].unit = "electron"
+    fitsio.write_table(bg, paths.step("05_background") / "background.ecsv")
+    r = rows(qa.collect(paths, target))["sky_rate_scatter_R"]
+    assert r["flag"] == "fail" and "r2.fits (radial)" in r["reason"]
+    assert "r0.fits" not in r["reason"] and "std1" not in r["reason"]
+    bg["sky_rate"][2] = 3.1
+    fitsio.write_table(bg, paths.step("05_background") / "background.ecsv")
+    r = rows(qa.collect(paths, target))["sky_rate_scatter_R"]
+    assert r["flag"] == "pass" and r["value"] == pytest.approx(100 * (3.1 / 3.03 - 1), rel=0.05)

@@ -87,3 +87,21 @@ def test_frames_of_two_filters_are_refused():
         combine_stack(frames)
     frames[2].filter = "R"
     assert np.isfinite(combine_stack(frames).data).any()
+
+
+def test_rejection_is_counted_frame_by_frame():
+    rng = np.random.default_rng(4)
+    shape = (60, 60)
+    frames = []
+    for k in range(4):
+        data = rng.normal(0.0, 1.0, shape) + (12.0 if k == 2 else 0.0)   # frame 2: sky left
+        data[5, 5 + k] += 200.0 if k == 0 else 0.0                         # one cosmic ray
+        frames.append(resample(data, np.ones(shape), None, Transform(), shape))
+    s = combine_stack(frames, sigma=5.0, snoise=0.0)
+    pct = s.rejected_percent()
+    # frame 2 is off by 12 sigma everywhere: (nearly) all of its values are rejected
+    assert pct[2] > 95.0 and max(pct[0], pct[1], pct[3]) < 0.5
+    assert s.rejected_per_frame[0] >= 1
+    covered = int(s.coverage.sum() + s.rejected.sum())
+    assert s.rejected_fraction == pytest.approx(s.rejected.sum() / covered)
+    assert 0.23 < s.rejected_fraction < 0.26
