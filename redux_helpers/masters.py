@@ -12,11 +12,18 @@ All masters of a run share the binning of the night's lights.
 A superdark is matched to a frame by binning and gain exactly and by CCD temperature
 within a tolerance (dark current doubles every ~6 deg C, so a dark from a warmer chip
 over-subtracts); `match_dark` says which one was chosen and why.
+
+A notebook calibrates every frame of a night with the same few masters, so
+`load_masters` (and `masters_for`) keep the last few masters read in this process and
+read a file again only when it changed (path, inode, size and modification time): one
+read per master and notebook instead of one per frame. Their arrays are read-only,
+since one array serves many frames.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +83,56 @@ def read_inventory(paths, *, need_camera=True) -> Table:
     return require_camera(inv) if need_camera else inv
 
 
+#: Masters kept by `load_masters` (a night's superbias, superdarks and superflats).
+CACHE_SIZE = 8
+_cache: OrderedDict = OrderedDict()
+
+
+def _file_key(path):
+    st = Path(path).stat()
+    return (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _cached(kind, path, read):
+    """``read(path)``, or the value kept from the last read of this unchanged file."""
+    try:
+        key = (kind, *_file_key(path))
+    except OSError:          # missing: let ``read`` say so
+        return read(path)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    value = read(path)
+    _cache[key] = value
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+    return value
+
+
+def clear_cache():
+    """Forget the masters kept by `load_masters` (memory; files are re-checked anyway)."""
+    _cache.clear()
+
+
+def _read_master(path):
+    """A master's (data, uncertainty, mask) as read-only float32/uint16 arrays."""
+    c = read_product(path)
+    arrays = (c.data, c.uncertainty, c.mask)
+    for a in arrays:
+        if a is not None:
+            a.setflags(write=False)
+    return arrays
+
+
+def _read_flat(path):
+    data, unc, mask = _read_master(path)
+    bad = None
+    if mask is not None:
+        bad = has(mask, "LOWFLAT") | has(mask, "NODATA")
+        bad.setflags(write=False)
+    return data, unc, bad
+
+
 def read_superdarks(paths) -> Table | None:
     """The superdarks made by 02 (None when the night had no darks)."""
     p = superdarks_table_path(paths)
@@ -96,7 +153,9 @@ def masters_for(frame, paths, *, temp_tolerance=2.0):
     if not bias.is_file():
         bias = None
         notes["bias"] = "no superbias (01 found no bias frames)"
-    dark, notes["dark"] = match_dark(frame, read_superdarks(paths),
+    table = superdarks_table_path(paths)
+    darks = _cached("darks", table, lambda _: read_superdarks(paths)) if table.is_file() else None
+    dark, notes["dark"] = match_dark(frame, darks,
                                      temp_tolerance=temp_tolerance)
     flat = superflat_path(paths, frame["filter"]) if frame["filter"] else None
     if flat is None or not flat.is_file():
@@ -160,20 +219,19 @@ def match_dark(frame, darks: Table, *, temp_tolerance=2.0):
 
 
 def load_masters(*, bias=None, dark=None, flat=None) -> Masters:
-    """Read the masters a frame is calibrated with (paths, each optional)."""
+    """Read the masters a frame is calibrated with (paths, each optional).
+
+    A file read before in this process and unchanged since is not read again (see the
+    module's description); the arrays are read-only.
+    """
     m = Masters(names={})
     if bias is not None:
-        c = read_product(bias)
-        m.bias, m.bias_unc = c.data, c.uncertainty
+        m.bias, m.bias_unc, _ = _cached("master", bias, _read_master)
         m.names["bias"] = Path(bias).name
     if dark is not None:
-        c = read_product(dark)
-        m.dark, m.dark_unc = c.data, c.uncertainty
+        m.dark, m.dark_unc, _ = _cached("master", dark, _read_master)
         m.names["dark"] = Path(dark).name
     if flat is not None:
-        c = read_product(flat)
-        m.flat, m.flat_unc = c.data, c.uncertainty
-        if c.mask is not None:
-            m.flat_mask = has(c.mask, "LOWFLAT") | has(c.mask, "NODATA")
+        m.flat, m.flat_unc, m.flat_mask = _cached("flat", flat, _read_flat)
         m.names["flat"] = Path(flat).name
     return m

@@ -48,3 +48,28 @@ def test_temperature_groups():
     assert labels[0] == labels[1] == labels[3]
     assert labels[2] == labels[5] != labels[0]
     assert len(set(labels.tolist())) == 3
+
+
+def test_load_masters_reads_each_file_once_until_it_changes(tmp_path, monkeypatch):
+    from redux_helpers import fitsio, masks, masters
+
+    masters.clear_cache()
+    bias, flat = tmp_path / "superbias.fits", tmp_path / "superflat_R.fits"
+    fitsio.write_ccd(bias, np.full((4, 5), 2.0, np.float32), unit="adu",
+                     uncertainty=np.ones((4, 5), np.float32))
+    low = np.zeros((4, 5), np.uint16)
+    low[1, 2] = masks.BITS["LOWFLAT"][0]
+    fitsio.write_ccd(flat, np.ones((4, 5), np.float32), unit="", mask=low)
+    reads = []
+    real = masters.read_product
+    monkeypatch.setattr(masters, "read_product", lambda p: reads.append(p) or real(p))
+    m1 = masters.load_masters(bias=bias, flat=flat)
+    m2 = masters.load_masters(bias=bias, flat=flat)
+    assert len(reads) == 2 and m2.bias is m1.bias and m2.names == {"bias": bias.name,
+                                                                   "flat": flat.name}
+    assert m1.flat_mask[1, 2] and m1.flat_mask.sum() == 1
+    assert not m1.bias.flags.writeable           # shared between frames: never changed
+    fitsio.write_ccd(bias, np.full((4, 5), 3.0, np.float32), unit="adu")   # 01 run again
+    m3 = masters.load_masters(bias=bias, flat=flat)
+    assert len(reads) == 3 and m3.bias[0, 0] == 3.0 and m3.bias_unc is None
+    masters.clear_cache()
