@@ -279,13 +279,18 @@ def test_galaxy_that_fills_the_frame_gets_the_radial_sky(filling_galaxy):
     assert box.method == "box" and np.median(box.model) > SKY_E * 1.03
 
 
+def _fit_reasons(image, geo, *, rmin):
+    """check_radial_fit's reasons for a radial fit of ``image`` started at ``rmin`` px."""
+    _, info = background.fit_radial_from_galaxy(image, (geo["x"], geo["y"]), rmin=rmin,
+                                                axis_ratio=geo["axis_ratio"],
+                                                theta_deg=geo["theta_deg"])
+    return background.check_radial_fit(info, pixel_noise=np.sqrt(SKY_E))
+
+
 def test_a_fit_started_where_the_disc_has_faded_is_not_trusted(small_galaxy):
     geo = _geo(small_galaxy)
     # the old default: 0.25 x the frame width = 160 px, 7 scale lengths out
-    g, info = background.fit_radial_from_galaxy(small_galaxy, (geo["x"], geo["y"]), rmin=160,
-                                                axis_ratio=geo["axis_ratio"],
-                                                theta_deg=geo["theta_deg"])
-    reasons = background.check_radial_fit(info, pixel_noise=np.sqrt(SKY_E))
+    reasons = _fit_reasons(small_galaxy, geo, rmin=160)
     assert any("faded before the fit starts" in r for r in reasons), reasons
     forced = background.sky_for_frame(small_galaxy, geo=geo, choice="radial", rmin=160)
     assert forced.method == "radial" and "checks failed" in forced.reason
@@ -296,10 +301,7 @@ def test_a_fit_started_where_the_disc_has_faded_is_not_trusted(small_galaxy):
 def test_a_short_fitted_range_is_not_trusted(filling_galaxy):
     geo = _geo(filling_galaxy)
     # from 3 scale lengths out the frame's corners are ~1 scale length further
-    _, info = background.fit_radial_from_galaxy(filling_galaxy, (geo["x"], geo["y"]), rmin=240,
-                                                axis_ratio=geo["axis_ratio"],
-                                                theta_deg=geo["theta_deg"])
-    reasons = background.check_radial_fit(info, pixel_noise=np.sqrt(SKY_E))
+    reasons = _fit_reasons(filling_galaxy, geo, rmin=240)
     assert reasons and any("does not reach the sky" in r or "faded" in r or "uncertain" in r
                            for r in reasons)
 
