@@ -47,7 +47,7 @@ from . import demo_muse
 log = logging.getLogger(__name__)
 
 #: Bump when the demo's model changes, so stale demo folders are remade.
-DEMO_VERSION = 6
+DEMO_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ STD_EXPTIME = {"R": 5.0, "Ha": 30.0}      # s, standard-star frames
 DARK_EXPTIMES = (300.0, 900.0)
 FLAT_EXPTIME = 5.0
 CONT_SCALE = 0.08             # Ha-filter rate / R-filter rate of a continuum source
+BULGE_COLOUR = 0.92           # the bulge is redder: its Ha/R ratio is this times CONT_SCALE
 LINE_IN_R = 0.9               # R-filter rate / Ha-filter rate of Halpha line photons
 # the filters' bandpasses (the manifest's `bandpasses`): the zero points are AB magnitudes,
 # so 1 e-/s in the Ha filter is f_lambda = 10**(-0.4 (ZP + 48.6)) c / pivot^2, and a line
@@ -209,6 +210,58 @@ class _Night:
         ny, nx = a.shape
         return a[ny // 4: 3 * ny // 4, nx // 4: 3 * nx // 4]
 
+    def _hard_regions(self, xs, ys, rate, sigma):
+        """Regions a finder finds hard: in the inner disc beside the bulge, and close pairs.
+
+        Drawn from a generator of their own, so the rest of the scene (stars, arm regions,
+        noise) is the same as without them. Inner regions sit at 0.3-0.6 scale lengths
+        from the centre, where the bulge and the disc are bright; each pair's second
+        region is 2.2-3.5 seeing FWHM (7-11 px) from an arm region, with a quarter to
+        the whole of its flux.
+        """
+        rng = np.random.default_rng([self.cfg.seed, 9])
+        n_inner, n_pair = max(4, int(8 * self.scale)), max(3, int(8 * self.scale))
+        inner = {"x": [], "y": [], "r": []}
+        for _ in range(40 * n_inner):
+            if len(inner["x"]) == n_inner:
+                break
+            r, phi = rng.uniform(0.3, 0.6) * self.h, rng.uniform(0, 2 * np.pi)
+            u, v = r * np.cos(phi), r * np.sin(phi) * np.cos(self.inc)
+            x = self.xc - np.sin(self.pa) * u + np.cos(self.pa) * v
+            y = self.yc + np.cos(self.pa) * u + np.sin(self.pa) * v
+            near = np.hypot(np.r_[xs, inner["x"]] - x, np.r_[ys, inner["y"]] - y)
+            if near.size and near.min() < 9:
+                continue
+            inner["x"].append(x)
+            inner["y"].append(y)
+            inner["r"].append(r)
+        n_in = len(inner["x"])
+        inner = {k: np.array(v) for k, v in inner.items()}
+        inner["rate"] = np.exp(rng.uniform(np.log(60.0), np.log(400.0), n_in))
+        inner["sigma"] = rng.uniform(1.0, 1.8, n_in)
+        pairs = {"x": [], "y": [], "r": [], "rate": [], "sigma": []}
+        taken_x, taken_y = np.r_[xs, inner["x"]], np.r_[ys, inner["y"]]
+        ny, nx = self.shape
+        for i in rng.permutation(len(xs)):
+            if len(pairs["x"]) == n_pair:
+                break
+            d, ang = rng.uniform(7.0, 11.0), rng.uniform(0, 2 * np.pi)
+            x, y = xs[i] + d * np.cos(ang), ys[i] + d * np.sin(ang)
+            others = np.hypot(taken_x - x, taken_y - y)
+            others[i] = np.inf                      # its partner
+            if not (12 <= x < nx - 12 and 12 <= y < ny - 12) or others.min() < 9:
+                continue
+            dx, dy = x - self.xc, y - self.yc
+            u = -np.sin(self.pa) * dx + np.cos(self.pa) * dy
+            v = (np.cos(self.pa) * dx + np.sin(self.pa) * dy) / np.cos(self.inc)
+            pairs["x"].append(x)
+            pairs["y"].append(y)
+            pairs["r"].append(np.hypot(u, v))
+            pairs["rate"].append(max(rng.uniform(0.25, 1.0) * rate[i], 20.0))
+            pairs["sigma"].append(min(sigma[i], 1.6))
+            taken_x, taken_y = np.r_[taken_x, x], np.r_[taken_y, y]
+        return inner, {k: np.array(v) for k, v in pairs.items()}
+
     # the sky: galaxy, HII regions, field stars, standards
     def _scene(self):
         rng, (ny, nx) = self.rng, self.shape
@@ -237,8 +290,12 @@ class _Night:
             ys.append(y)
             rs.append(r)
         rate = np.exp(rng.uniform(np.log(20.0), np.log(400.0), len(xs)))
+        sigma = rng.uniform(1.0, 2.2, len(xs))
+        inner, pairs = self._hard_regions(xs, ys, rate, sigma)
+        xs, ys, rs = (np.r_[a, inner[k], pairs[k]] for a, k in ((xs, "x"), (ys, "y"), (rs, "r")))
+        rate, sigma = np.r_[rate, inner["rate"], pairs["rate"]], np.r_[sigma, inner["sigma"], pairs["sigma"]]
         self.hii = Table({"id": np.arange(1, len(xs) + 1), "x": xs, "y": ys,
-                          "r_disk": rs, "sigma": rng.uniform(1.0, 2.2, len(xs)),
+                          "r_disk": rs, "sigma": sigma,
                           "halpha_rate": rate, "halpha_flux": rate * HALPHA_CGS_PER_RATE})
         # field stars, kept off the galaxy's brightest part; the first three saturate
         n_star = max(30, int(150 * self.scale ** 2))
@@ -289,8 +346,7 @@ class _Night:
         # a round bulge with a core no sharper than the seeing
         r_sky = np.sqrt(dx ** 2 + dy ** 2 + 2.0 ** 2)
         bulge = 150.0 * np.exp(-(r_sky - 2.0) / (0.08 * self.h + 1.0))
-        rate = disk + bulge
-        return rate if filt == "R" else CONT_SCALE * rate
+        return disk + bulge if filt == "R" else CONT_SCALE * (disk + BULGE_COLOUR * bulge)
 
     def scene(self, filt, *, shape=None, offset=(0.0, 0.0), rotation_deg=0.0,
               seeing_fwhm=3.2, airmass=0.0, science=True):
@@ -514,15 +570,25 @@ def _write_image(path, data, unit):
                     header=h).writeto(path)
 
 
+def _config(config) -> DemoConfig:
+    return DemoConfig(**config) if isinstance(config, dict) else (config or DemoConfig())
+
+
+def is_current(root, config: DemoConfig | dict | None = None) -> bool:
+    """Whether ``root`` holds the demo of this version made with these settings."""
+    facts = Path(root) / "truth" / "truth.json"
+    if not facts.is_file():
+        return False
+    old = json.loads(facts.read_text())
+    return old.get("demo_version") == DEMO_VERSION and old.get("config") == asdict(_config(config))
+
+
 def ensure_demo(root, config: DemoConfig | dict | None = None) -> Path:
     """Make the demo under ``root`` unless an identical one is already there."""
-    cfg = DemoConfig(**config) if isinstance(config, dict) else (config or DemoConfig())
-    root = Path(root)
-    facts = root / "truth" / "truth.json"
-    if facts.is_file():
-        old = json.loads(facts.read_text())
-        if old.get("demo_version") == DEMO_VERSION and old.get("config") == asdict(cfg):
-            return root
+    cfg, root = _config(config), Path(root)
+    if is_current(root, cfg):
+        return root
+    if (root / "truth" / "truth.json").is_file():
         log.info("demo in %s was made with other settings; making it again", root)
     log.info("making the demo night (%d x %d pixels) in %s", cfg.size, cfg.size, root)
     make_demo(root, cfg)

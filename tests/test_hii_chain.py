@@ -105,6 +105,31 @@ def test_regions_above_5_sigma_are_found_where_they_are(chain, matched):
     assert np.median(m["dist"][m["close"]]) < 0.1
 
 
+def test_inner_disc_and_close_pairs_are_found(chain, matched):
+    """The demo's hard regions: beside the bulge (r < 0.6 h) and pairs 7-11 px apart.
+
+    Every one that is more than 2 sigma (its blob and the seeing, in quadrature, of both)
+    from its neighbour is found within 1 px, and each pair's two regions are two
+    entries of the catalogue.
+    """
+    _, truth = chain
+    m, true = matched, matched["true"]
+    h_px = truth["galaxy"]["scale_length_px"]
+    seeing_sigma = m["line"].header["SEEING"] / 2.3548
+    sig = np.hypot(np.asarray(true["sigma"]), seeing_sigma)
+    d = np.hypot(m["tx"][:, None] - m["tx"][None], m["ty"][:, None] - m["ty"][None])
+    np.fill_diagonal(d, np.inf)
+    nearest = d.argmin(axis=1)
+    apart = d.min(axis=1) > 2 * np.hypot(sig, sig[nearest])
+    inner = np.asarray(true["r_disk"]) < 0.6 * h_px
+    paired = d.min(axis=1) < 12
+    found = np.zeros(len(true), bool)
+    found[m["nearest"][m["close"]]] = True
+    assert inner.sum() >= 3 and (paired & apart).sum() >= 4
+    for name, group in (("inner-disc", inner & apart), ("paired", paired & apart)):
+        assert found[group].mean() >= 0.9, f"{found[group].sum()} of {group.sum()} {name} regions found"
+
+
 def test_region_fluxes_against_truth(matched):
     m = matched
     cat, close = m["cat"], m["close"]
