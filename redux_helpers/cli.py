@@ -147,11 +147,16 @@ def _run(args) -> int:
     from .runner import parse_param, run_target
 
     params = dict(parse_param(t) for t in args.param)
+    out = Path(args.products).resolve() / args.target
+    beat = _Heartbeat()
 
     def report(step, state, info):
         if state == "start":
             print(f"  {step} ...", flush=True)
-        elif state == "skipped":
+            beat.start(step, out / step)
+            return
+        beat.stop()
+        if state == "skipped":
             print(f"  {step} up to date", flush=True)
         elif state == "note":
             print(f"      {info}", flush=True)
@@ -160,16 +165,55 @@ def _run(args) -> int:
 
     manifest = args.manifest or default_manifest()
     print(f"redux {__version__}: target '{args.target}' from {manifest}", flush=True)
-    results = run_target(args.target, manifest=manifest, products=args.products,
-                         only=args.only, start=args.start, params=params,
-                         html=not args.no_html, on_step=report, skip_current=args.changed)
-    out = Path(args.products).resolve() / args.target
+    try:
+        results = run_target(args.target, manifest=manifest, products=args.products,
+                             only=args.only, start=args.start, params=params,
+                             html=not args.no_html, on_step=report, skip_current=args.changed)
+    finally:
+        beat.stop()
     ran = [r for r in results if not r.skipped]
     total = sum(r.seconds for r in ran)
     print(f"ran {len(ran)} step(s) in {total:.1f} s"
           + (f" ({len(results) - len(ran)} up to date)" if len(ran) < len(results) else "")
           + f"; products in {out}, executed notebooks in {out / 'notebooks'}")
+    qa_report = out / "11_qa" / "report.html"
+    if any(r.step == "11_qa" for r in results) and qa_report.is_file():
+        print(f"open the QA report first: {qa_report}")
     return 0
+
+
+class _Heartbeat:
+    """While a step runs, a line every ``every`` seconds: how long, how many files so far.
+
+    A notebook run by papermill prints nothing to the terminal until it ends, and 03 on
+    a large night takes minutes; the step's folder filling up is the progress a user
+    can see from outside.
+    """
+
+    def __init__(self, every=30.0):
+        self.every, self._stop, self._thread = every, None, None
+
+    def start(self, step, folder):
+        import threading
+        import time
+
+        self.stop()
+        stop, t0 = threading.Event(), time.perf_counter()
+
+        def beat():
+            while not stop.wait(self.every):
+                n = sum(1 for p in folder.glob("*") if p.is_file()) if folder.is_dir() else 0
+                print(f"      {step}: {time.perf_counter() - t0:.0f} s so far, "
+                      f"{n} file(s) written", flush=True)
+
+        self._stop, self._thread = stop, threading.Thread(target=beat, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = self._thread = None
 
 
 def _demo(args) -> int:

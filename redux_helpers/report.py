@@ -160,18 +160,22 @@ def _charts_html(charts) -> str:
     return "\n".join(parts)
 
 
-def _notebooks_html(notebooks, folder: Path) -> str:
+def _notebooks_html(notebooks, folder: Path, running=None) -> str:
     if not notebooks:
         return ""
     items = []
+    running = Path(running).with_suffix("") if running else None
     for nb in notebooks:
         nb = Path(nb)
         page = nb if nb.suffix == ".html" else nb.with_suffix(".html")
         target, note = page, ""
-        if not page.is_file():
+        if running is not None and nb.with_suffix("") == running:
+            # the step writing this report: its notebook is written when it ends
+            note = " (this step: its rendering is written when `redux run` ends the step)"
+        elif not page.is_file():
             target, note = nb, " (no HTML rendering: the executed notebook itself)"
         name = _esc(nb.stem)
-        if not target.is_file():
+        if not note.startswith(" (this step") and not target.is_file():
             items.append(f"<li>{name}: not found ({_esc(target)})</li>")
             continue
         href = quote(Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix())
@@ -182,7 +186,7 @@ def _notebooks_html(notebooks, folder: Path) -> str:
 
 
 def write_report(path, *, target_name, qa_table, figures=(), charts=(), notebooks=(),
-                 notes=()) -> Path:
+                 notes=(), running=None) -> Path:
     """Write one self-contained HTML report; return its path.
 
     Parameters
@@ -204,6 +208,11 @@ def write_report(path, *, target_name, qa_table, figures=(), charts=(), notebook
         it (or to the notebook when there is none), by a path relative to the report.
     notes : list of str
         Sentences shown under the summary (what was not run and why, ...).
+    running : path-like, optional
+        The notebook of the step writing the report (11_qa's, under ``redux run``): it
+        is linked though it is not written yet (`redux run` writes it and its HTML when
+        the step ends), instead of "not found" on a first run or the previous run's
+        rendering on the next.
     """
     path = Path(path)
     summary = flags_summary(qa_table)
@@ -230,7 +239,7 @@ def write_report(path, *, target_name, qa_table, figures=(), charts=(), notebook
         _table_html(qa_table),
         _figures_html(figures),
         _charts_html(charts),
-        _notebooks_html(notebooks, path.parent),
+        _notebooks_html(notebooks, path.parent, running),
         "</body></html>",
     ])
     with atomic_path(path) as tmp:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from . import fingerprint
+from . import fingerprint, notebook_html
 from .errors import ReduxError
 from .lock import products_lock
 from .manifest import load_target
@@ -271,7 +271,17 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
 
     target_name = target.name
     if "demo" in target.settings:    # made before its files are fingerprinted
+        from . import demo
+
+        making = target.raw_dir is not None and not demo.is_current(target.raw_dir.parent,
+                                                                    target.settings["demo"])
+        t0 = time.perf_counter()
+        if making and on_step:
+            on_step("setup", "note", f"making the demo night in {target.raw_dir.parent} "
+                                     "(first use; about a minute)")
         open_target(target_name, manifest, products)
+        if making and on_step:
+            on_step("setup", "note", f"demo night made in {time.perf_counter() - t0:.0f} s")
     target_fp = fingerprint.target_digest(target)
     chain = available_steps(folder)
     fps = {}
@@ -333,7 +343,7 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
         try:
             os.replace(tmp, out)
             if html:
-                _write_html(out)
+                notebook_html.write_html(out)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise _no_space(root, step) from None
@@ -363,14 +373,3 @@ def _keep(tmp: Path, out: Path):
     """Keep a failed run's executed notebook (it holds the traceback) as the step's."""
     if tmp.exists():
         os.replace(tmp, out)
-
-
-def _write_html(notebook: Path):
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from .fitsio import atomic_path
-
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    with atomic_path(notebook.with_suffix(".html")) as tmp:
-        tmp.write_text(body, encoding="utf-8")

@@ -63,3 +63,24 @@ def test_a_target_without_raw_frames_cannot_run_the_raw_steps(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "has no raw_dir: 00_inspect needs raw frames; run from 08 on" in r.stderr
     assert not (tmp_path / "p" / "coadds" / "notebooks").exists()
+
+
+def test_a_long_step_says_how_far_it_has_got(tmp_path, capsys):
+    """While a notebook runs, the terminal hears from it: time so far, files written."""
+    import time
+
+    from redux_helpers.cli import _Heartbeat
+
+    folder = tmp_path / "03_cosmics"
+    folder.mkdir()
+    beat = _Heartbeat(every=0.2)
+    beat.start("03_cosmics", folder)
+    for name in ("a_crmask.fits", "b_crmask.fits"):
+        (folder / name).write_bytes(b"x")
+    time.sleep(0.5)
+    beat.stop()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "so far" in ln]
+    assert lines and lines[-1].strip().startswith("03_cosmics:")
+    assert lines[-1].endswith("2 file(s) written")
+    time.sleep(0.3)
+    assert "so far" not in capsys.readouterr().out            # stopped means silent

@@ -518,6 +518,25 @@ def test_report_links_to_the_notebook_when_there_is_no_html(tmp_path):
     assert Path(path.parent / "../notebooks/08_photometry.ipynb").resolve() == nb.resolve()
 
 
+def test_report_links_its_own_step_before_it_is_written(tmp_path):
+    """11's notebook is written after 11 ends: linked, not "not found" nor last run's."""
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    (nb_dir / "10_halpha_muse.ipynb").write_text("{}")
+    (nb_dir / "10_halpha_muse.html").write_text("<html></html>")
+    table = Table(rows=[("11_qa", "n", 1.0, np.nan, "", "info", "x")], names=qa.COLUMNS)
+    path = report.write_report(tmp_path / "11_qa" / "report.html", target_name="t",
+                               qa_table=table, notebooks=[nb_dir / "10_halpha_muse.ipynb",
+                                                          nb_dir / "11_qa.ipynb"],
+                               running=nb_dir / "11_qa.ipynb")
+    page = _Page()
+    page.feed(path.read_text())
+    assert [h for h in page.links if not h.startswith("#")] == [
+        "../notebooks/10_halpha_muse.html", "../notebooks/11_qa.html"]
+    assert "not found" not in path.read_text()
+    assert "written when `redux run` ends the step" in path.read_text()
+
+
 def test_stack_that_rejects_too_much_fails_naming_the_frames(night):
     paths, target = night
     write_registration(paths, [0.0, 0.05, 0.08], [True, True, True])

@@ -1,0 +1,59 @@
+"""Executed notebooks as HTML pages that show their equations offline.
+
+nbconvert's pages load MathJax from a CDN: on a machine without internet (a lab's
+teaching room, a cluster's node) every equation shows as raw ``$$...$$``. Here each
+page loads MathJax 2.7 from a copy beside it (``notebooks/mathjax/``, about 3 MB, taken
+once per products folder from the `jupyter_server_mathjax` package, the copy Jupyter's
+own servers use), so a target's folder stays readable wherever it is moved or opened.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .fitsio import atomic_path
+
+#: The MathJax configuration nbconvert's own default asks for, from the local copy.
+MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+#: Parts of MathJax a page of TeX in HTML-CSS never loads: translations, the
+#: accessibility extensions, the SVG output (9 of its 12 MB).
+_NOT_NEEDED = ("localization", "a11y", "SVG")
+
+
+def mathjax_source() -> Path:
+    """The folder of MathJax's files in the installed `jupyter_server_mathjax`."""
+    import jupyter_server_mathjax
+
+    return Path(jupyter_server_mathjax.__file__).parent / "static"
+
+
+def ensure_mathjax(folder) -> Path:
+    """Copy MathJax into ``folder/mathjax`` unless it is there; return that folder.
+
+    The copy is made under a temporary name and renamed, so a page never finds half
+    of it.
+    """
+    dest = Path(folder) / "mathjax"
+    if (dest / "MathJax.js").is_file():
+        return dest
+    tmp = Path(folder) / ".mathjax.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(mathjax_source(), tmp, ignore=shutil.ignore_patterns(*_NOT_NEEDED))
+    tmp.replace(dest)
+    return dest
+
+
+def write_html(notebook) -> Path:
+    """Render an executed notebook to ``<notebook>.html`` beside it, written whole."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = Path(notebook)
+    ensure_mathjax(notebook.parent)
+    exporter = HTMLExporter(mathjax_url=MATHJAX_URL)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    out = notebook.with_suffix(".html")
+    with atomic_path(out) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return out

@@ -1,0 +1,36 @@
+"""HTML renderings of executed notebooks: equations from a MathJax beside them, offline."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+
+from redux_helpers import notebook_html
+
+
+def test_page_loads_mathjax_from_its_own_folder(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(r"The bias: $$\bar b = \frac{1}{N}\sum_i b_i$$"),
+                nbformat.v4.new_code_cell("1 + 1")]
+    path = tmp_path / "notebooks" / "01_superbias.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    page = notebook_html.write_html(path)
+    text = page.read_text(encoding="utf-8")
+    sources = re.findall(r'<script[^>]*src="([^"]+)"', text)
+    mathjax = [s for s in sources if "mathjax" in s.lower()]
+    assert mathjax == [notebook_html.MATHJAX_URL]                 # one, and not from a CDN
+    local = page.parent / mathjax[0].split("?")[0]
+    assert local.is_file() and local.stat().st_size > 50_000      # MathJax.js itself
+    config = page.parent / "mathjax" / "config" / "TeX-AMS-MML_HTMLorMML-full.js"
+    assert config.is_file()                                       # the config the URL names
+    assert (page.parent / "mathjax" / "jax" / "output" / "HTML-CSS").is_dir()
+    assert r"\frac{1}{N}" in text                                 # the TeX is on the page
+    # the copy is made once and trimmed: no translations, no SVG output
+    size = sum(p.stat().st_size for p in (page.parent / "mathjax").rglob("*") if p.is_file())
+    assert size < 5e6
+    stamp = local.stat().st_mtime_ns
+    notebook_html.write_html(path)
+    assert local.stat().st_mtime_ns == stamp
+    assert not list(page.parent.glob(".*tmp*"))
