@@ -71,9 +71,44 @@ def image_norm(data, *, stretch="zscale", percentile=99.5):
     return ImageNormalize(vmin=vmin, vmax=vmax, stretch=LinearStretch())
 
 
+def binned_for_display(data, bad, max_pixels):
+    """(values, bad, block): an image in blocks of ``block`` x ``block`` pixels.
+
+    A block's value is the mean of its good pixels; a block is bad if any of its pixels
+    is, so that a single dead column or hot pixel stays visible in a shrunk image
+    (matplotlib's own shrinking would drop most of them). Blocks at the edges are
+    padded with bad-free NaN; a block of padding alone is drawn as bad.
+
+    >>> import numpy as np
+    >>> img = np.arange(16.0).reshape(4, 4)
+    >>> bad = np.zeros((4, 4), bool); bad[0, 1] = True
+    >>> v, b, block = binned_for_display(img, bad, max_pixels=2)
+    >>> v.tolist(), b.tolist(), block
+    ([[3.0, 4.5], [10.5, 12.5]], [[True, False], [False, False]], 2)
+    """
+    ny, nx = data.shape
+    block = max(1, math.ceil(max(ny, nx) / max_pixels))
+    if block == 1:
+        return data, bad, 1
+    pad = ((0, -ny % block), (0, -nx % block))
+    good = np.pad(~bad, pad)
+    vals = np.pad(np.where(bad, 0.0, data), pad)
+    shape = (good.shape[0] // block, block, good.shape[1] // block, block)
+    n = good.reshape(shape).sum(axis=(1, 3))
+    padded_bad = np.pad(bad, pad).reshape(shape).any(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = vals.reshape(shape).sum(axis=(1, 3)) / n
+    return mean, padded_bad | (n == 0), block
+
+
 def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", mask=None,
-               norm=None, percentile=99.5, origin=(0, 0), colorbar=True):
+               norm=None, percentile=99.5, origin=(0, 0), colorbar=True, max_pixels=800):
     """Draw an image in pixel coordinates with a colour bar labelled with its unit.
+
+    An image larger than ``max_pixels`` on a side is drawn in blocks
+    (`binned_for_display`): the mean of each block, and a block with any masked pixel
+    in `MASK_COLOR`, so a one-pixel bad column stays visible; the x label says so. A
+    figure of a 2048^2 frame is then drawn from 0.5 M values, not 4 M.
 
     Parameters
     ----------
@@ -100,6 +135,8 @@ def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", ma
         the coordinates of the frame it was cut from.
     colorbar : bool
         Draw a colour bar.
+    max_pixels : int
+        Largest number of values per side drawn; a larger image is drawn in blocks.
 
     Returns
     -------
@@ -113,16 +150,17 @@ def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", ma
     bad = ~np.isfinite(data)
     if mask is not None:
         bad |= np.asarray(mask, bool)
+    shown, shown_bad, block = binned_for_display(data, bad, max_pixels)
     if norm is None:
-        norm = image_norm(data[~bad] if (~bad).any() else data, stretch=stretch,
+        norm = image_norm(shown[~shown_bad] if (~shown_bad).any() else shown, stretch=stretch,
                           percentile=percentile)
     colours = plt.get_cmap(cmap).with_extremes(bad=MASK_COLOR)
-    ny, nx = data.shape
+    ny, nx = shown.shape[0] * block, shown.shape[1] * block
     x0, y0 = origin
     extent = (x0 - 0.5, x0 + nx - 0.5, y0 - 0.5, y0 + ny - 0.5)
-    im = ax.imshow(np.ma.masked_array(data, bad), origin="lower", cmap=colours, norm=norm,
-                   extent=extent, interpolation="nearest")
-    ax.set_xlabel("x [pixel]")
+    im = ax.imshow(np.ma.masked_array(shown, shown_bad), origin="lower", cmap=colours,
+                   norm=norm, extent=extent, interpolation="nearest")
+    ax.set_xlabel("x [pixel]" + (f"  (drawn in {block}x{block} blocks)" if block > 1 else ""))
     ax.set_ylabel("y [pixel]")
     for axis in (ax.xaxis, ax.yaxis):   # whole pixels, as many ticks as fit
         axis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
