@@ -33,6 +33,37 @@ BIT_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:red", "tab:green",
               "tab:blue", "tab:gray", "tab:olive", "tab:cyan", "tab:pink")
 
 
+#: One colour per filter, the same in every notebook: the hue of the band's light where
+#: it has one, so a student reads R as orange and Halpha as red in 02, 05, 07 and 11.
+FILTER_COLORS = {"U": "tab:purple", "B": "tab:blue", "V": "tab:green", "R": "tab:orange",
+                 "I": "tab:brown", "HA": "tab:red", "H-ALPHA": "tab:red", "HALPHA": "tab:red",
+                 "U'": "tab:purple", "G": "tab:green", "R'": "tab:orange", "I'": "tab:brown",
+                 "Z": "tab:gray", "OIII": "tab:cyan", "SII": "tab:pink"}
+_OTHER_COLORS = ("tab:olive", "tab:cyan", "tab:pink", "tab:gray", "tab:purple", "tab:blue")
+
+
+def filter_colours(filters) -> dict:
+    """Filter name -> colour, the same for a name in every figure of the suite.
+
+    Known bands take `FILTER_COLORS` (case and spaces ignored); others take colours of
+    their own in sorted order, so two notebooks showing the same filters agree.
+
+    >>> filter_colours(["Ha", "R", "Clear"])
+    {'Ha': 'tab:red', 'R': 'tab:orange', 'Clear': 'tab:olive'}
+    """
+    filters = list(dict.fromkeys(str(f) for f in filters))
+    out, others = {}, []
+    for f in filters:
+        key = f.strip().upper().replace(" ", "")
+        if key in FILTER_COLORS:
+            out[f] = FILTER_COLORS[key]
+        else:
+            others.append(f)
+    for i, f in enumerate(sorted(others)):
+        out[f] = _OTHER_COLORS[i % len(_OTHER_COLORS)]
+    return {f: out[f] for f in filters}
+
+
 def image_norm(data, *, stretch="zscale", percentile=99.5):
     """The display limits of an image, as an `~astropy.visualization.ImageNormalize`.
 
