@@ -24,6 +24,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning
 
+from . import masks
 from .errors import FrameError
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,11 @@ def atomic_path(path):
 
 def ccd_hdulist(data, header=None, *, uncertainty=None, mask=None, unit="electron",
                 mask_header=None) -> fits.HDUList:
-    """Build the HDU list of a product: primary image, ``UNCERT`` and ``MASK``."""
+    """Build the HDU list of a product: primary image, ``UNCERT`` and ``MASK``.
+
+    The ``MASK`` header names its bits (``MASKB0 = 'BAD'``, ...; `masks.header`) unless
+    ``mask_header`` is given.
+    """
     header = fits.Header() if header is None else header.copy()
     for key in ("BZERO", "BSCALE", "BLANK"):
         header.remove(key, ignore_missing=True)
@@ -200,8 +205,8 @@ def ccd_hdulist(data, header=None, *, uncertainty=None, mask=None, unit="electro
         hdus.append(fits.ImageHDU(np.asarray(uncertainty, dtype=np.float32), header=uh,
                                   name="UNCERT"))
     if mask is not None:
-        hdus.append(fits.ImageHDU(np.asarray(mask, dtype=np.uint16), header=mask_header,
-                                  name="MASK"))
+        hdus.append(fits.ImageHDU(np.asarray(mask, dtype=np.uint16), name="MASK",
+                                  header=masks.header() if mask_header is None else mask_header))
     return fits.HDUList(hdus)
 
 
@@ -228,12 +233,16 @@ class Product:
 
 
 def write_mask(path, mask, header=None) -> Path:
-    """Write a boolean or integer mask image whole (uint8 for booleans)."""
+    """Write a boolean or integer mask image whole (uint8 for booleans).
+
+    Its ``BUNIT`` is empty (dimensionless), so `~astropy.nddata.CCDData.read` opens it.
+    """
     mask = np.asarray(mask)
     data = mask.astype(np.uint8) if mask.dtype == bool else mask
     header = fits.Header() if header is None else header.copy()
-    for key in ("BZERO", "BSCALE", "BLANK", "BUNIT"):
+    for key in ("BZERO", "BSCALE", "BLANK"):
         header.remove(key, ignore_missing=True)
+    header["BUNIT"] = ("", "dimensionless: flags, not a quantity")
     with atomic_path(path) as tmp:
         fits.PrimaryHDU(data, header=header).writeto(tmp)
     log.info("wrote %s", path)

@@ -27,6 +27,11 @@ COLUMNS = ("file", "frametype", "imagetyp", "object", "filter", "exptime", "binn
            "naxis1", "naxis2", "gain", "read_noise", "ccd_temp", "airmass", "date_obs",
            "saturate", "biassec", "trimsec", "median", "robust_std", "min", "max",
            "sat_frac", "nan_frac", "filter_hint", "problem", "gain_key", "read_noise_key", "camera_problem")
+#: The inventory's physical columns and their units: frame statistics are of the raw
+#: values as stored (ADU); airmass and the fractions are pure numbers.
+UNITS = {"exptime": "s", "naxis1": "pix", "naxis2": "pix", "gain": "electron/adu",
+         "read_noise": "electron", "ccd_temp": "deg_C", "saturate": "adu", "median": "adu",
+         "robust_std": "adu", "min": "adu", "max": "adu"}
 
 
 def find_frames(raw_dir, *, exclude=()) -> list[Path]:
@@ -139,8 +144,7 @@ def build_inventory(raw_dir, settings: dict | None = None, *, progress=None) -> 
             progress(1)
     table = Table(rows=[[r.get(c, _blank(c)) for c in COLUMNS] for r in rows],
                   names=COLUMNS, dtype=[_dtype(c) for c in COLUMNS])
-    for col, unit in (("exptime", "s"), ("ccd_temp", "deg_C"), ("gain", "electron/adu"),
-                      ("read_noise", "electron")):
+    for col, unit in UNITS.items():
         table[col].unit = unit
     table.meta["raw_dir"] = str(raw_dir)
     return table

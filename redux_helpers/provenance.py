@@ -1,7 +1,12 @@
 """What made a product: step, inputs, calibration files and package version in its header.
 
 Short FITS keywords (8 characters or fewer) carry what a program reads back;
-``HISTORY`` lines carry the full story for a person.
+``HISTORY`` lines carry the full story for a person. Every stamp also says when
+(``DATE``, UTC) and, for a step run by ``redux run``, the step's fingerprint
+(``REDXFP``, the one in its record ``.redux/<step>.json``; see
+`redux_helpers.fingerprint`): the runner hands it to the notebook's kernel in the
+environment variable `FINGERPRINT_ENV`, as ``<step>:<fingerprint>``. A notebook run by
+hand has none (``REDXFP = 'none'``).
 
 >>> from astropy.io import fits
 >>> h = stamp(fits.Header(), step="01_superbias", inputs=["b1.fits", "b2.fits"],
@@ -12,11 +17,16 @@ Short FITS keywords (8 characters or fewer) carry what a program reads back;
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from astropy.io import fits
 
 from . import __version__
+
+#: Environment variable through which the runner gives a step's kernel its fingerprint.
+FINGERPRINT_ENV = "REDUX_FINGERPRINT"
 
 #: Header keyword naming the calibration file of each kind used on a frame.
 MASTER_KEYS = {"bias": "BIASFILE", "dark": "DARKFILE", "flat": "FLATFILE",
@@ -43,6 +53,13 @@ def stamp(header: fits.Header | None, *, step: str, inputs=(), masters: dict | N
     h = fits.Header() if header is None else header.copy()
     h["REDXSTEP"] = (step, "redux step that made this file")
     h["REDXVER"] = (__version__, "redux version")
+    h["DATE"] = (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                 "UTC time this file was made")
+    fp = step_fingerprint(step)
+    if fp:       # 64 hex digits: the card has no room for a comment
+        h["REDXFP"] = fp
+    else:
+        h["REDXFP"] = ("none", "no fingerprint: not run by redux run")
     inputs = [Path(p).name for p in inputs]
     h["NINPUTS"] = (len(inputs), "number of input frames")
     for kind, path in (masters or {}).items():
@@ -53,6 +70,32 @@ def stamp(header: fits.Header | None, *, step: str, inputs=(), masters: dict | N
     for name, value in (params or {}).items():
         h.add_history(f"{step}: {name}={value}")
     return h
+
+
+def masters_of(headers, kinds=("bias", "dark", "flat")) -> dict:
+    """The calibration files a group of frames was made with, by kind, from their headers.
+
+    For a product made of several frames (a stack): each kind's file names as the
+    frames' headers give them (`MASTER_KEYS`), the distinct ones joined by ', ';
+    None for a kind no frame names (`stamp` writes it as 'none').
+
+    >>> h1, h2 = fits.Header({"FLATFILE": "superflat_Ha.fits"}), fits.Header()
+    >>> masters_of([h1, h2], kinds=("flat", "dark"))
+    {'flat': 'superflat_Ha.fits', 'dark': None}
+    """
+    found = {}
+    for kind in kinds:
+        key = MASTER_KEYS.get(kind, kind.upper()[:8])
+        names = sorted({str(h[key]) for h in headers if h.get(key) not in (None, "", "none")})
+        found[kind] = ", ".join(names) or None
+    return found
+
+
+def step_fingerprint(step: str) -> str | None:
+    """The fingerprint the runner gave this run of ``step`` (`FINGERPRINT_ENV`), or None."""
+    given = os.environ.get(FINGERPRINT_ENV, "")
+    name, _, fp = given.partition(":")
+    return fp if name == step and fp else None
 
 
 def history(header: fits.Header, step: str | None = None) -> list[str]:

@@ -209,7 +209,7 @@ def flags_summary(table) -> dict:
 
 
 def nebula_comparison(ours, muse_map, labels, *, ours_err=None, muse_err=None,
-                      before=None) -> Table:
+                      before=None, unit=None) -> Table:
     """Per-nebula flux sums of two images on one grid, over a nebula mask.
 
     Parameters
@@ -226,6 +226,9 @@ def nebula_comparison(ours, muse_map, labels, *, ours_err=None, muse_err=None,
         e.g. after smoothing or regridding).
     before : 2-D array, optional
         Our image before anchoring, for a ``flux_before`` column.
+    unit : str or `~astropy.units.Unit`, optional
+        The images' flux-per-pixel unit (e.g. ``'erg / (s cm2)'``), given to every
+        ``flux`` column.
 
     Returns
     -------
@@ -271,6 +274,7 @@ def nebula_comparison(ours, muse_map, labels, *, ours_err=None, muse_err=None,
     for col in tab.colnames:
         if col.startswith("flux"):
             tab[col][empty] = np.nan
+            tab[col].unit = unit
     tab.meta["comment"] = ("per-nebula sums over the nebula mask; only pixels where every "
                            "image is finite; errors in quadrature (correlated noise not "
                            "included)")

@@ -18,6 +18,7 @@ changes, so no orphaned kernel writes on into products nobody holds the lock of
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import logging
@@ -33,6 +34,7 @@ from . import fingerprint, notebook_html
 from .errors import ReduxError
 from .lock import products_lock
 from .manifest import load_target
+from .provenance import FINGERPRINT_ENV
 from .targets import STEPS, open_target
 
 log = logging.getLogger(__name__)
@@ -308,17 +310,18 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
                   **per_step[step]}
         t0 = time.perf_counter()
         try:
-            papermill.execute_notebook(str(folder / f"{step}.ipynb"), str(tmp),
-                                       parameters=values, cwd=str(folder),
-                                       progress_bar=False, kernel_name="python3",
-                                       # one save at the end, not two per cell: 3 s a
-                                       # target (benchmarks/bench_batch.py); a failed
-                                       # cell's notebook is still written
-                                       request_save_on_cell_execute=False,
-                                       # the kernel warns on every start that it talks
-                                       # over local TCP; that is not news for a user
-                                       # nor that it was interrupted on shutdown
-                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+            with _fingerprint_env(step, fps[step]):   # stamped into the step's headers
+                papermill.execute_notebook(str(folder / f"{step}.ipynb"), str(tmp),
+                                           parameters=values, cwd=str(folder),
+                                           progress_bar=False, kernel_name="python3",
+                                           # one save at the end, not two per cell: 3 s a
+                                           # target (benchmarks/bench_batch.py); a failed
+                                           # cell's notebook is still written
+                                           request_save_on_cell_execute=False,
+                                           # the kernel warns on every start that it talks
+                                           # over local TCP; that is not news for a user
+                                           # nor that it was interrupted on shutdown
+                                           extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             if exc.ename == "OSError" and "No space left" in str(exc.evalue):
                 tmp.unlink(missing_ok=True)
@@ -356,6 +359,24 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
             for line in step_notes(root, step):
                 on_step(step, "note", line)
     return results
+
+
+@contextlib.contextmanager
+def _fingerprint_env(step: str, fp: str):
+    """The step's fingerprint in the environment its kernel starts with (`provenance.stamp`).
+
+    The kernel inherits this process's environment; a runner runs its steps one at a time,
+    and a batch's local workers are processes of one thread each.
+    """
+    old = os.environ.get(FINGERPRINT_ENV)
+    os.environ[FINGERPRINT_ENV] = f"{step}:{fp}"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(FINGERPRINT_ENV, None)
+        else:
+            os.environ[FINGERPRINT_ENV] = old
 
 
 def step_notes(root: Path, step: str) -> list[str]:
