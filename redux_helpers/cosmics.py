@@ -29,10 +29,13 @@ exact median). Two checks, on the few flagged pixels only, take them back:
   ``STAR_NEIGHBOUR_RATIO`` of its height above the local background (a PSF at least 2
   pixels wide; a hit drops to the sky within a pixel, across its track at least).
   L.A.Cosmic's own ``contrast`` test lets such cores through in crowded fields, where a
-  neighbouring star lifts the fine-structure median; the guard applies to both backends.
+  neighbouring star lifts the fine-structure median; the guard can follow either backend.
   Its price: a hit on a star's core fainter than about the core itself, or on a star's
   flank fainter than the flank's slope, is taken back with it (those pixels are lost to
   photometry of that star anyway).
+  It is off by default (``star_guard=False``): the exact seed test alone leaves no star
+  core flagged on the test frames, and on the 256² demo night the guard took back 5 of
+  490 hit pixels, tracks across bright stars (recall 95.3 % → 94.3 %).
 
 Two passes (``maxiter=2``) flag as much as four on the demo and on
 ``tests/test_cosmics.py``'s crowded frame, in half the time; the second catches the
@@ -63,7 +66,7 @@ STAR_NEIGHBOUR_RATIO = 0.3   # a star's direct neighbours stand above this share
 
 def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="astroscrappy",
                    contrast=5.0, cr_threshold=5.0, neighbor_threshold=2.5, maxiter=2,
-                   saturate=None, saturated=None, margin=3, sepmed=True, star_guard=True):
+                   saturate=None, saturated=None, margin=3, sepmed=True, star_guard=False):
     """Return a boolean mask of cosmic-ray pixels in a frame in electrons.
 
     Parameters
@@ -91,7 +94,8 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="astroscr
         astroscrappy only: its separable median filters (fast), checked afterwards by
         `check_seeds`; False runs its exact medians (2.3× the CPU time) unchecked.
     star_guard : bool
-        Take back groups whose brightest pixel looks like a star's core (`star_like`).
+        Take back groups whose brightest pixel looks like a star's core (`star_like`);
+        off by default (see the module description).
 
     Returns
     -------
