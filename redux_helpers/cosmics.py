@@ -61,6 +61,8 @@ from scipy import ndimage
 log = logging.getLogger(__name__)
 
 BACKENDS = ("astroscrappy", "lacosmic")
+#: Pixels by which a frame is mirrored out at its edges before astroscrappy runs.
+EDGE_PAD = 6
 STAR_NEIGHBOUR_RATIO = 0.3   # a star's direct neighbours stand above this share of its core
 
 
@@ -129,11 +131,15 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="astroscr
     else:
         import astroscrappy
 
+        # astroscrappy misses hits in the outer 2-3 rows and columns (its filters stop
+        # short of the edge): it runs on the frame mirrored out by EDGE_PAD pixels
+        pad = EDGE_PAD
         crmask, _ = astroscrappy.detect_cosmics(
-            filled, inmask=bad, sigclip=cr_threshold,
-            sigfrac=neighbor_threshold / cr_threshold, objlim=contrast, gain=1.0,
-            readnoise=read_noise, satlevel=saturate if saturate else np.inf,
+            np.pad(filled, pad, mode="reflect"), inmask=np.pad(bad, pad, mode="reflect"),
+            sigclip=cr_threshold, sigfrac=neighbor_threshold / cr_threshold, objlim=contrast,
+            gain=1.0, readnoise=read_noise, satlevel=saturate if saturate else np.inf,
             niter=maxiter, sepmed=sepmed, cleantype="meanmask", verbose=False)
+        crmask = crmask[pad:-pad, pad:-pad]
         if sepmed:
             crmask = check_seeds(filled, crmask, read_noise=read_noise, contrast=contrast,
                                  cr_threshold=cr_threshold)
