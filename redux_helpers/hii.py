@@ -1064,7 +1064,9 @@ def bubble_charts(table, path_2d, path_3d, *, title=""):
               "opacity": 0.8}
     if colour is not None:
         marker.update(color=colour, colorscale="Viridis", showscale=True,
-                      colorbar={"title": {"text": f"{colour_key} ({unit_of[colour_key]})"}})
+                      colorbar={"title": {"text": f"{colour_key} ({unit_of[colour_key]})"},
+                                # 1e-14, not plotly's SI "10f"
+                                "exponentformat": "power"})
     axis_x, axis_y = ("RA (deg)", "Dec (deg)") if sky else ("x (pixel)", "y (pixel)")
     fig2 = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", marker=marker, text=hover,
                                 hoverinfo="text", name="HII regions"))

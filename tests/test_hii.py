@@ -437,6 +437,7 @@ def test_bubble_charts(axis_regions, tmp_path):
     assert sizes[0] / sizes[1] == pytest.approx(math.sqrt(lum[0] / lum[1]), rel=1e-9)
     np.testing.assert_allclose(fig3.data[0].z, np.log10(lum), rtol=1e-12)
     np.testing.assert_allclose(fig2.data[0].marker.color, cat["r_gal_kpc"])
+    assert fig2.data[0].marker.colorbar.exponentformat == "power"   # 1e-14 as 10^-14, not "10f"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.html", "map3d.html"]
 
 
