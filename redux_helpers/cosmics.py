@@ -254,8 +254,8 @@ def detect_many(frames, *, workers=None, progress=None, **kwargs):
                     "saturated": f[3] if len(f) > 3 else None})
             for f, r in zip(frames, rns, strict=True)]
     if not workers:
-        single = kwargs.get("backend", "astroscrappy") == "lacosmic"
-        workers = (os.cpu_count() or 1) if single else 1
+        one_core = kwargs.get("backend", "astroscrappy") == "lacosmic"   # no threads of its own
+        workers = (os.cpu_count() or 1) if one_core else 1
     if workers <= 1 or len(jobs) <= 1:
         out = []
         for j in jobs:

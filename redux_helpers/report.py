@@ -169,13 +169,14 @@ def _notebooks_html(notebooks, folder: Path, running=None) -> str:
         nb = Path(nb)
         page = nb if nb.suffix == ".html" else nb.with_suffix(".html")
         target, note = page, ""
-        if running is not None and nb.with_suffix("") == running:
-            # the step writing this report: its notebook is written when it ends
+        # the step writing this report: its notebook is written when the step ends
+        pending = running is not None and nb.with_suffix("") == running
+        if pending:
             note = " (this step: its rendering is written when `redux run` ends the step)"
         elif not page.is_file():
             target, note = nb, " (no HTML rendering: the executed notebook itself)"
         name = _esc(nb.stem)
-        if not note.startswith(" (this step") and not target.is_file():
+        if not pending and not target.is_file():
             items.append(f"<li>{name}: not found ({_esc(target)})</li>")
             continue
         href = quote(Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix())
