@@ -33,10 +33,10 @@ import warnings
 import numpy as np
 from astropy.stats import mad_std
 from astropy.utils.exceptions import AstropyUserWarning
-from scipy import ndimage
 
 from . import masks
 from .errors import ReduxError
+from .smoothing import running_median
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,25 @@ def _image(a, what):
 
 
 def _local_deviation(image, ignore, size):
-    """image - its running median over ``size`` pixels, ignoring ``ignore`` pixels."""
+    """image - its running median over ``size`` pixels, ignoring ``ignore`` pixels.
+
+    The median is `smoothing.running_median`: exact below 9 pixels, from block medians
+    above (a 15 x 15 median of a 2048^2 flat in 0.3 s instead of 8 s).
+    """
     fill = float(np.median(image[~ignore]))
-    smooth = ndimage.median_filter(np.where(ignore, fill, image), size=size, mode="nearest")
+    smooth = running_median(np.where(ignore, fill, image), size)
     return image - smooth, smooth
+
+
+def flat_ratio(superflat, *, size=15, fill=1.0):
+    """The superflat over its running median (`_local_deviation`): its pixel-to-pixel part.
+
+    NaN pixels are replaced by ``fill`` for the median and stay NaN in the ratio. This
+    is the image `from_flat` tests; it is returned for a figure.
+    """
+    flat = np.asarray(superflat, dtype=np.float64)
+    _, smooth = _local_deviation(np.nan_to_num(flat, nan=fill), np.zeros(flat.shape, bool), size)
+    return flat / np.where(smooth > 0, smooth, np.nan)
 
 
 def from_flat(superflat, *, mask=None, nsigma=5.0, size=15, min_flat=0.5):

@@ -1,0 +1,108 @@
+"""Smoothing an image: a Gaussian that fills masked pixels, block medians, a running median.
+
+The sky (`background`) and the bad-pixel maps (`badpix`) both need a smooth version of
+an image: to find sources above it, or to divide a flat by its large-scale shape. A
+running median over ``size`` x ``size`` pixels costs ``size**2`` per pixel; where only
+the smooth part matters (a flat's vignetting, a galaxy's core), the same median taken
+on a copy binned into blocks is nearly the same image at a fraction of the cost.
+
+Nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: `running_median` bins the image when ``size`` is at least this (smaller: exact).
+BINNED_FROM = 9
+
+
+def smooth(data, *, mask=None, fwhm=3.0):
+    """``data`` smoothed by a Gaussian of ``fwhm`` pixels, masked and NaN pixels filled in.
+
+    A normalised convolution: each output pixel is the kernel-weighted mean of the
+    good pixels around it, so a masked pixel takes its neighbours' mean; NaN where no
+    good pixel is within the kernel. photutils' Gaussian kernel (of
+    ``make_2dgaussian_kernel``, ``2 ceil(1.5 fwhm) + 1`` pixels wide) is separable, so
+    it is applied as two 1-D passes: the same numbers as astropy's ``convolve`` with
+    ``nan_treatment='interpolate'`` and ``boundary='extend'``, some 10 times faster.
+
+    >>> import numpy as np
+    >>> img = np.zeros((21, 21)); img[10, 10] = 1.0
+    >>> s = smooth(img, fwhm=3.0)
+    >>> round(float(s.sum()), 6), bool(s[10, 10] > s[10, 11] > s[10, 12] > 0)
+    (1.0, True)
+    """
+    from photutils.segmentation import make_2dgaussian_kernel
+
+    data = np.array(data, dtype=np.float64)
+    bad = ~np.isfinite(data) if mask is None else ~np.isfinite(data) | np.asarray(mask, bool)
+    size = 2 * int(np.ceil(1.5 * fwhm)) + 1
+    k1 = make_2dgaussian_kernel(fwhm, size=size).array.sum(axis=0)
+    good = (~bad).astype(np.float64)
+
+    def blur(a):
+        a = ndimage.correlate1d(a, k1, axis=0, mode="nearest")
+        return ndimage.correlate1d(a, k1, axis=1, mode="nearest")
+
+    num, den = blur(np.where(bad, 0.0, data)), blur(good)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), np.nan)
+
+
+def block_median(image, factor):
+    """``image`` binned by ``factor`` x ``factor`` pixels, each block its median.
+
+    The edge rows and columns that do not fill a block are dropped (at most
+    ``factor - 1`` of each); block ``(j, i)`` covers pixels ``j*factor … (j+1)*factor - 1``.
+
+    >>> import numpy as np
+    >>> block_median(np.arange(36.0).reshape(6, 6), 3)
+    array([[ 7., 10.],
+           [25., 28.]])
+    """
+    a = np.asarray(image, dtype=np.float64)
+    if factor <= 1:
+        return a.copy()
+    ny, nx = (a.shape[0] // factor) * factor, (a.shape[1] // factor) * factor
+    blocks = a[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor)
+    return np.median(blocks.transpose(0, 2, 1, 3).reshape(ny // factor, nx // factor, -1), axis=2)
+
+
+def running_median(image, size):
+    """The running median of ``image`` over ``size`` x ``size`` pixels (edges: nearest).
+
+    Exact (`scipy.ndimage.median_filter`) for ``size`` < `BINNED_FROM`. From there on
+    the image is cut into blocks of ``b = size // 5`` pixels, each replaced by its
+    median (`block_median`), the blocks are median-filtered over ``size / b`` blocks
+    and the result is interpolated back (bilinear, between block centres): a median over
+    about the same ``size`` x ``size`` area, but of block medians, some ``b**2`` times
+    cheaper. It follows what is smooth on scales of ``size`` and wider (vignetting, a
+    dust donut's rim of ``size`` pixels) as the exact median does, and like it ignores
+    a single bad pixel or column; it does not follow structure narrower than ``b``.
+
+    >>> import numpy as np
+    >>> y, x = np.mgrid[:90, :90]
+    >>> img = 1.0 + 0.001 * x + 0.002 * y       # a smooth tilt ...
+    >>> img[:, 40] = 0.0                        # ... with a dead column
+    >>> m = running_median(img, 15)
+    >>> float(np.max(np.abs(m - (1.0 + 0.001 * x + 0.002 * y))[10:-10, 10:-10])) < 0.002
+    True
+    """
+    a = np.asarray(image, dtype=np.float64)
+    if size < BINNED_FROM:
+        return ndimage.median_filter(a, size=size, mode="nearest")
+    b = max(size // 5, 1)
+    inner = max(int(round(size / b)) | 1, 3)
+    ny, nx = a.shape
+    padded = np.pad(a, ((0, -ny % b), (0, -nx % b)), mode="edge")
+    small = ndimage.median_filter(block_median(padded, b), size=inner, mode="nearest")
+    # block (j, i) is centred on pixel (j b + (b - 1) / 2, i b + (b - 1) / 2)
+    yy = (np.arange(ny) - (b - 1) / 2) / b
+    xx = (np.arange(nx) - (b - 1) / 2) / b
+    rows = ndimage.map_coordinates(small, [np.repeat(yy, small.shape[1]),
+                                           np.tile(np.arange(small.shape[1], dtype=float), ny)],
+                                   order=1, mode="nearest").reshape(ny, small.shape[1])
+    return ndimage.map_coordinates(rows, [np.repeat(np.arange(ny, dtype=float), nx),
+                                          np.tile(xx, ny)], order=1, mode="nearest").reshape(ny, nx)
