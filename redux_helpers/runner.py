@@ -18,14 +18,13 @@ changes, so no orphaned kernel writes on into products nobody holds the lock of
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import errno
 import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -267,10 +266,7 @@ def _no_space(where: Path, step: str) -> ReduxError:
 
 def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, products, html,
                on_step, skip_current):
-    """The steps of `run_target`, under its lock."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
+    """The steps of `run_target`, under its lock, in one kernel."""
     target_name = target.name
     if "demo" in target.settings:    # made before its files are fingerprinted
         from . import demo
@@ -284,99 +280,155 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
         open_target(target_name, manifest, products)
         if making and on_step:
             on_step("setup", "note", f"demo night made in {time.perf_counter() - t0:.0f} s")
-    target_fp = fingerprint.target_digest(target)
-    chain = available_steps(folder)
-    fps = {}
-    results = []
-    for step in steps:
-        before = chain[chain.index(step) - 1] if chain.index(step) else None
-        upstream = fps.get(before) or ((fingerprint.read_record(root, before) or {})
-                                       .get("fingerprint") if before else "")
-        fps[step] = fingerprint.step_fingerprint(
-            step, notebook=folder / f"{step}.ipynb", params=per_step[step], target=target_fp,
-            upstream=upstream)
-        out = outdir / f"{step}.ipynb"
-        if skip_current and fingerprint.is_current(root, step, fps[step]):
-            results.append(StepResult(step, 0.0, out, skipped=True))
-            if on_step:
-                on_step(step, "skipped", 0.0)
-            continue
-        fingerprint.forget(root, step)
-        fingerprint.clean_stale(root, step)
+    run = _Run(target_name=target_name, target_fp=fingerprint.target_digest(target),
+               chain=available_steps(folder), per_step=per_step, root=root, outdir=outdir,
+               folder=folder, manifest=manifest, products=products, html=html,
+               on_step=on_step, skip_current=skip_current)
+    with _Kernel(folder) as kernel:
+        return [_run_step(run, step, kernel) for step in steps]
+
+
+@dataclass
+class _Run:
+    """What every step of one `_run_steps` call shares; ``fps`` fills as steps run."""
+
+    target_name: str
+    target_fp: str
+    chain: list
+    per_step: dict
+    root: Path
+    outdir: Path
+    folder: Path
+    manifest: Path
+    products: Path
+    html: bool
+    on_step: object
+    skip_current: bool
+    fps: dict = field(default_factory=dict)
+
+
+def _run_step(run, step, kernel):
+    """One step of `_run_steps`: its fingerprint, its notebook run in ``kernel``, its record."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    chain, fps, root, folder, on_step = run.chain, run.fps, run.root, run.folder, run.on_step
+    before = chain[chain.index(step) - 1] if chain.index(step) else None
+    upstream = fps.get(before) or ((fingerprint.read_record(root, before) or {})
+                                   .get("fingerprint") if before else "")
+    fps[step] = fingerprint.step_fingerprint(
+        step, notebook=folder / f"{step}.ipynb", params=run.per_step[step],
+        target=run.target_fp, upstream=upstream)
+    out = run.outdir / f"{step}.ipynb"
+    if run.skip_current and fingerprint.is_current(root, step, fps[step]):
         if on_step:
-            on_step(step, "start", 0.0)
-        tmp = outdir / f".{step}.running.ipynb"
-        values = {"target": target_name, "manifest": str(manifest), "products": str(products),
-                  **per_step[step]}
-        t0 = time.perf_counter()
-        try:
-            with _fingerprint_env(step, fps[step]):   # stamped into the step's headers
-                papermill.execute_notebook(str(folder / f"{step}.ipynb"), str(tmp),
-                                           parameters=values, cwd=str(folder),
-                                           progress_bar=False, kernel_name="python3",
-                                           # one save at the end, not two per cell: 3 s a
-                                           # target (benchmarks/bench_batch.py); a failed
-                                           # cell's notebook is still written
-                                           request_save_on_cell_execute=False,
-                                           # the kernel warns on every start that it talks
-                                           # over local TCP; that is not news for a user
-                                           # nor that it was interrupted on shutdown
-                                           extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
-        except PapermillExecutionError as exc:
-            if exc.ename == "OSError" and "No space left" in str(exc.evalue):
-                tmp.unlink(missing_ok=True)
-                raise _no_space(root, step) from None
-            _keep(tmp, out)
-            if exc.ename in USER_ERRORS:
-                msg = f"{step}: {exc.evalue}"
-            else:
-                msg = (f"{step} failed: {exc.ename}: {exc.evalue}\n"
-                       f"the executed notebook, with the full traceback, is {out}")
-            raise ReduxError(msg) from None
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno == errno.ENOSPC:
-                raise _no_space(root, step) from None
-            msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
-            raise ReduxError(msg) from None
-        except (RuntimeError, ValueError) as exc:   # the kernel could not run it
-            _keep(tmp, out)
-            msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
-            raise ReduxError(msg) from None
-        try:
-            os.replace(tmp, out)
-            if html:
-                notebook_html.write_html(out)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise _no_space(root, step) from None
-            raise
-        dt = time.perf_counter() - t0
-        fingerprint.write_record(root, step, fps[step], dt)
-        results.append(StepResult(step, dt, out))
-        if on_step:
-            on_step(step, "done", dt)
-            for line in step_notes(root, step):
-                on_step(step, "note", line)
-    return results
-
-
-@contextlib.contextmanager
-def _fingerprint_env(step: str, fp: str):
-    """The step's fingerprint in the environment its kernel starts with (`provenance.stamp`).
-
-    The kernel inherits this process's environment; a runner runs its steps one at a time,
-    and a batch's local workers are processes of one thread each.
-    """
-    old = os.environ.get(FINGERPRINT_ENV)
-    os.environ[FINGERPRINT_ENV] = f"{step}:{fp}"
+            on_step(step, "skipped", 0.0)
+        return StepResult(step, 0.0, out, skipped=True)
+    fingerprint.forget(root, step)
+    fingerprint.clean_stale(root, step)
+    if on_step:
+        on_step(step, "start", 0.0)
+    tmp = run.outdir / f".{step}.running.ipynb"
+    values = {"target": run.target_name, "manifest": str(run.manifest),
+              "products": str(run.products), **run.per_step[step]}
+    t0 = time.perf_counter()
     try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(FINGERPRINT_ENV, None)
+        # a clean namespace, and the fingerprint `provenance.stamp` writes in headers
+        kernel.fresh({FINGERPRINT_ENV: f"{step}:{fps[step]}"})
+        papermill.execute_notebook(str(folder / f"{step}.ipynb"), str(tmp),
+                                   parameters=values, cwd=str(folder),
+                                   progress_bar=False, kernel_name="python3", km=kernel.km,
+                                   # one save at the end, not two per cell: 3 s a
+                                   # target (benchmarks/bench_batch.py); a failed
+                                   # cell's notebook is still written
+                                   request_save_on_cell_execute=False)
+    except PapermillExecutionError as exc:
+        if exc.ename == "OSError" and "No space left" in str(exc.evalue):
+            tmp.unlink(missing_ok=True)
+            raise _no_space(root, step) from None
+        _keep(tmp, out)
+        if exc.ename in USER_ERRORS:
+            msg = f"{step}: {exc.evalue}"
         else:
-            os.environ[FINGERPRINT_ENV] = old
+            msg = (f"{step} failed: {exc.ename}: {exc.evalue}\n"
+                   f"the executed notebook, with the full traceback, is {out}")
+        raise ReduxError(msg) from None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise _no_space(root, step) from None
+        msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
+        raise ReduxError(msg) from None
+    except (RuntimeError, ValueError) as exc:   # the kernel could not run it
+        _keep(tmp, out)
+        msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
+        raise ReduxError(msg) from None
+    try:
+        os.replace(tmp, out)
+        if run.html:
+            notebook_html.write_html(out)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _no_space(root, step) from None
+        raise
+    dt = time.perf_counter() - t0
+    fingerprint.write_record(root, step, fps[step], dt)
+    if on_step:
+        on_step(step, "done", dt)
+        for line in step_notes(root, step):
+            on_step(step, "note", line)
+    return StepResult(step, dt, out)
+
+
+class _Kernel:
+    """One Jupyter kernel for all the notebooks of a run, each given a clean namespace.
+
+    Starting a kernel and importing astropy, photutils and matplotlib in it took 2.5–3 s
+    a notebook, a fifth of a small target's run. A notebook runs here as in a kernel of
+    its own: `fresh` empties the namespace before it (``%reset -f``: no variable of the
+    notebook before is left, while the modules it imported stay imported) and closes any
+    figure; the notebooks change no other global state (each sets the helpers' log
+    level itself). The kernel starts in the notebooks' folder, as papermill's ``cwd``.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.km = None
+
+    def __enter__(self):
+        from jupyter_client import KernelManager
+
+        self.km = KernelManager(kernel_name="python3")
+        # the kernel warns on every start that it talks over local TCP; that is not news
+        # for a user, nor that it was interrupted on shutdown
+        self.km.start_kernel(cwd=str(self.folder),
+                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+        return self
+
+    def fresh(self, environ):
+        """An empty namespace, no open figure, and ``environ`` in the kernel's os.environ."""
+        kc = self.km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            code = ("get_ipython().run_line_magic('reset', '-f')\n"
+                    "import os as _os, sys as _sys\n"
+                    f"_os.environ.update({dict(environ)!r})\n"
+                    "if 'matplotlib.pyplot' in _sys.modules:\n"
+                    "    _sys.modules['matplotlib.pyplot'].close('all')\n"
+                    "del _os, _sys\n")
+            reply = kc.execute_interactive(code, timeout=120, store_history=False,
+                                           output_hook=lambda msg: None)
+        finally:
+            kc.stop_channels()
+        if reply["content"]["status"] != "ok":
+            msg = f"the kernel could not be reset: {reply['content'].get('evalue', '')}"
+            raise RuntimeError(msg)
+
+    def __exit__(self, *exc):
+        if self.km is not None and self.km.has_kernel:
+            self.km.shutdown_kernel(now=True)
+        return False
 
 
 def step_notes(root: Path, step: str) -> list[str]:
