@@ -18,15 +18,44 @@ from scipy import ndimage
 BINNED_FROM = 9
 
 
+def masked_convolve(data, bad, kernel_1d):
+    """A normalised convolution by the separable kernel ``outer(kernel_1d, kernel_1d)``.
+
+    Each output pixel is the kernel-weighted mean of the pixels around it that are not
+    ``bad`` (nor NaN); NaN where none is within the kernel. Edges repeat the edge pixel.
+    For a kernel that factors (an unrotated Gaussian does) this is what astropy's
+    ``convolve(..., nan_treatment='interpolate', boundary='extend')`` and
+    ``interpolate_replace_nans`` compute, in two 1-D passes instead of one 2-D pass: at
+    a 13-pixel kernel, 13 times fewer operations.
+
+    >>> import numpy as np
+    >>> img = np.full((9, 9), 2.0); img[4, 4] = 100.0
+    >>> bad = np.zeros((9, 9), bool); bad[4, 4] = True
+    >>> float(masked_convolve(img, bad, np.array([0.25, 0.5, 0.25]))[4, 4])
+    2.0
+    """
+    data = np.array(data, dtype=np.float64)
+    bad = np.asarray(bad, bool) | ~np.isfinite(data)
+    k = np.asarray(kernel_1d, dtype=np.float64)
+
+    def blur(a):
+        a = ndimage.correlate1d(a, k, axis=0, mode="nearest")
+        return ndimage.correlate1d(a, k, axis=1, mode="nearest")
+
+    num, den = blur(np.where(bad, 0.0, data)), blur((~bad).astype(np.float64))
+    ok = den > 1e-12 * k.sum() ** 2
+    return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+
+
 def smooth(data, *, mask=None, fwhm=3.0):
     """``data`` smoothed by a Gaussian of ``fwhm`` pixels, masked and NaN pixels filled in.
 
-    A normalised convolution: each output pixel is the kernel-weighted mean of the
-    good pixels around it, so a masked pixel takes its neighbours' mean; NaN where no
-    good pixel is within the kernel. photutils' Gaussian kernel (of
-    ``make_2dgaussian_kernel``, ``2 ceil(1.5 fwhm) + 1`` pixels wide) is separable, so
-    it is applied as two 1-D passes: the same numbers as astropy's ``convolve`` with
-    ``nan_treatment='interpolate'`` and ``boundary='extend'``, some 10 times faster.
+    `masked_convolve` with photutils' Gaussian kernel (of ``make_2dgaussian_kernel``,
+    ``2 ceil(1.5 fwhm) + 1`` pixels wide, which factors exactly): each output pixel is
+    the kernel-weighted mean of the good pixels around it, so a masked pixel takes its
+    neighbours' mean; NaN where no good pixel is within the kernel. The same numbers as
+    astropy's ``convolve`` with ``nan_treatment='interpolate'`` and ``boundary='extend'``,
+    some 10 times faster.
 
     >>> import numpy as np
     >>> img = np.zeros((21, 21)); img[10, 10] = 1.0
@@ -36,19 +65,10 @@ def smooth(data, *, mask=None, fwhm=3.0):
     """
     from photutils.segmentation import make_2dgaussian_kernel
 
-    data = np.array(data, dtype=np.float64)
-    bad = ~np.isfinite(data) if mask is None else ~np.isfinite(data) | np.asarray(mask, bool)
     size = 2 * int(np.ceil(1.5 * fwhm)) + 1
     k1 = make_2dgaussian_kernel(fwhm, size=size).array.sum(axis=0)
-    good = (~bad).astype(np.float64)
-
-    def blur(a):
-        a = ndimage.correlate1d(a, k1, axis=0, mode="nearest")
-        return ndimage.correlate1d(a, k1, axis=1, mode="nearest")
-
-    num, den = blur(np.where(bad, 0.0, data)), blur(good)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), np.nan)
+    bad = np.zeros(np.shape(data), bool) if mask is None else np.asarray(mask, bool)
+    return masked_convolve(data, bad, k1)
 
 
 def block_median(image, factor):
