@@ -411,7 +411,12 @@ class _Kernel:
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=120)
+            # %reset also drops the module dunders a new kernel has; multiprocessing's
+            # spawn and forkserver read __main__.__spec__, so they are put back
             code = ("get_ipython().run_line_magic('reset', '-f')\n"
+                    "globals().update(__spec__=None, __loader__=None, __package__=None,\n"
+                    "                 __doc__='Automatically created module for IPython "
+                    "interactive environment')\n"
                     "import os as _os, sys as _sys\n"
                     f"_os.environ.update({dict(environ)!r})\n"
                     "if 'matplotlib.pyplot' in _sys.modules:\n"

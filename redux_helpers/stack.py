@@ -14,13 +14,19 @@ pixel's median (cosmic rays and bad columns that escaped the masks, satellites).
 Weights are per frame — the inverse of its typical sky variance — not per pixel: a
 per-pixel inverse-variance weight computed from the data would favour low
 fluctuations and bias stars faint.
+
+The combine reads the frames in bands of rows, so its working memory does not grow with
+the number of frames; frames kept in a `ResampledStore` wait on disk, so neither do the
+frames themselves (40 resampled 2048² frames are 1.6 GB).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +47,91 @@ class Resampled:
     exptime: float
     weight: float           # inverse of the frame's typical (sky) variance, before resampling
     filter: str | None = None  # the frame's filter; one stack never mixes two
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def band(self, rows):
+        """(data, variance, mask) of the rows ``rows`` (a slice)."""
+        return self.data[rows], self.variance[rows], self.mask[rows]
+
+
+PLANES = ("data", "variance", "mask")
+
+
+@dataclass
+class StoredResampled:
+    """A `Resampled` frame whose planes wait on disk (`ResampledStore`); read by bands."""
+
+    paths: dict             # plane name -> .npy file
+    shape: tuple
+    exptime: float
+    weight: float
+    filter: str | None = None
+
+    def band(self, rows):
+        """(data, variance, mask) of the rows ``rows``, copied out of the files.
+
+        Each file is mapped, the rows copied and the map dropped, so that what the
+        process holds is the band, not the pages of the whole file it touched.
+        """
+        out = []
+        for plane in PLANES:
+            mapped = np.load(self.paths[plane], mmap_mode="r")
+            out.append(np.array(mapped[rows]))
+            del mapped
+        return tuple(out)
+
+
+class ResampledStore:
+    """Resampled frames written to a folder and handed back as `StoredResampled`.
+
+    The files are named ``.<key>.tmp-<plane>.npy``: temporary by the runner's rule
+    (`fingerprint.clean_stale` removes ``.*.tmp*`` left by a killed run), and removed by
+    `close` (or leaving a ``with`` block).
+
+    >>> import tempfile, numpy as np
+    >>> r = Resampled(np.ones((4, 3), np.float32), np.ones((4, 3), np.float32),
+    ...               np.zeros((4, 3), np.uint16), 10.0, 1.0, "R")
+    >>> with ResampledStore(tempfile.mkdtemp()) as store:
+    ...     s = store.add("a", r)
+    ...     d, v, m = s.band(slice(1, 3))
+    >>> d.shape, s.shape, s.filter, len(store.paths)
+    ((2, 3), (4, 3), 'R', 0)
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.paths = []
+
+    def add(self, key, frame: Resampled) -> StoredResampled:
+        """Write ``frame``'s planes; the frame as a `StoredResampled`."""
+        paths = {}
+        for plane in PLANES:
+            path = self.folder / f".{key}.tmp-{plane}.npy"
+            np.save(path, getattr(frame, plane))
+            self.paths.append(path)
+            paths[plane] = path
+        return StoredResampled(paths, frame.data.shape, frame.exptime, frame.weight,
+                               frame.filter)
+
+    def close(self):
+        """Remove every file written."""
+        for path in self.paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.paths = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1.0,
@@ -156,7 +247,8 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
 
     Parameters
     ----------
-    frames : list of `Resampled`
+    frames : list of `Resampled` or `StoredResampled`
+        All on one grid; read a band of rows at a time.
     sigma : float
         Reject values more than ``sigma`` times their own uncertainty (combined with
         the median's) from the pixel's median; 0 turns rejection off.
@@ -186,7 +278,7 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
     w = np.asarray([f.weight for f in frames] if weights is None else weights, float)
     w = (w / w.max()).astype(np.float32)
     exptimes = np.array([f.exptime for f in frames], np.float32)
-    shape = frames[0].data.shape
+    shape = tuple(frames[0].shape)
     comb = np.full(shape, np.nan, np.float32)
     unc = np.full(shape, np.nan, np.float32)
     coverage = np.zeros(shape, np.int16)
@@ -195,12 +287,12 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
     per_frame_rej = np.zeros(len(frames), np.int64)
     per_frame_use = np.zeros(len(frames), np.int64)
     # rows in bands of ~4 million values: the working arrays stay ~100 MB however many
-    # frames there are (the frames themselves are already in memory)
+    # frames there are (in-memory frames are held by the caller, stored ones on disk)
     step = max(1, int(4e6 // (len(frames) * shape[1])))
     for y0 in range(0, shape[0], step):
         rows = slice(y0, min(y0 + step, shape[0]))
-        band = _combine_band([f.data[rows] for f in frames], [f.variance[rows] for f in frames],
-                             [f.mask[rows] for f in frames], w, exptimes, sigma=sigma,
+        data, var, mask = zip(*(f.band(rows) for f in frames), strict=True)
+        band = _combine_band(list(data), list(var), list(mask), w, exptimes, sigma=sigma,
                              snoise=snoise, method=method)
         comb[rows], unc[rows], coverage[rows], rejected[rows], exposure[rows] = band[:5]
         per_frame_rej += band[5]

@@ -7,7 +7,7 @@ from redux_helpers import masks
 from redux_helpers.demo import _gauss_stamps
 from redux_helpers.errors import ReduxError
 from redux_helpers.register import Transform
-from redux_helpers.stack import combine_stack, resample
+from redux_helpers.stack import ResampledStore, combine_stack, resample
 
 
 def _shift(dx, dy, scale=1.0):
@@ -69,6 +69,22 @@ def test_combination_rejects_an_outlier_and_propagates_uncertainty():
     # the scatter of the stack agrees with its uncertainty
     z = (s.data[inner] - 100.0) / s.uncertainty[inner]
     assert 0.85 < np.std(z) < 1.15
+
+
+def test_frames_stored_on_disk_stack_exactly_as_in_memory(tmp_path):
+    """A ResampledStore's frames give the same stack to the bit, and leave no file."""
+    frames = _frames()
+    frames[2].data[5, 5] += 5000.0
+    frames[1].mask[7, 3] = masks.bit("BAD")
+    in_memory = combine_stack(frames, sigma=5.0)
+    with ResampledStore(tmp_path) as store:
+        stored = [store.add(f"frame{i}", f) for i, f in enumerate(frames)]
+        assert len(list(tmp_path.glob(".*.tmp-*.npy"))) == 3 * len(frames)
+        on_disk = combine_stack(stored, sigma=5.0)
+    assert not list(tmp_path.iterdir())
+    for plane in ("data", "uncertainty", "coverage", "rejected", "exposure"):
+        np.testing.assert_array_equal(getattr(on_disk, plane), getattr(in_memory, plane))
+    assert on_disk.rejected[5, 5] == 1 and on_disk.coverage[7, 3] == len(frames) - 1
 
 
 def test_nothing_covers_a_pixel():
