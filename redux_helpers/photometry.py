@@ -341,6 +341,81 @@ def point_like(data, uncertainty, mask, x, y, *, fwhm, r_in, r_out, tolerance=0.
     return ok, conc
 
 
+def source_kinds(data, uncertainty, mask, x, y, *, fwhm, r_in, r_out, centre=None,
+                 nucleus_radius=None):
+    """What each detection is: ``'star'``, ``'extended'`` or ``'nucleus'``; and its concentration.
+
+    A star finder on a galaxy also picks up its nucleus and the knots of its arms. A
+    detection less concentrated than the stars (`point_like`: the share of its light
+    within 0.75 FWHM of that within 2 FWHM) is ``'extended'``; the detection nearest
+    ``centre`` (x0, y0, 0-based pixels; a galaxy's centre), when it lies within
+    ``nucleus_radius`` pixels of it (default 3 FWHM), is the ``'nucleus'``, whatever its
+    shape. Without a ``centre`` no detection is called a nucleus.
+
+    Returns
+    -------
+    (ndarray of str, ndarray of float)
+        The kind and the concentration of each detection (about 0.77 for a Gaussian
+        star; NaN where it can't be measured, which is then called a star).
+
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:80, :80]
+    >>> blob = lambda x0, y0, s, f: f * np.exp(-((xx - x0)**2 + (yy - y0)**2) / (2 * s * s)) / (2 * np.pi * s * s)
+    >>> img = blob(20, 20, 1.3, 5e4) + blob(60, 20, 1.3, 3e4) + blob(20, 60, 1.3, 4e4) + blob(60, 60, 4.0, 3e4)
+    >>> kinds, c = source_kinds(img, np.ones_like(img), None, [20, 60, 20, 60], [20, 20, 60, 60],
+    ...                         fwhm=3.06, r_in=10, r_out=14, centre=(61.0, 59.0))
+    >>> kinds.tolist()
+    ['star', 'star', 'star', 'nucleus']
+    """
+    x, y = _positions(x, y)
+    ok, conc = point_like(data, uncertainty, mask, x, y, fwhm=fwhm, r_in=r_in, r_out=r_out)
+    kinds = np.where(ok, "star", "extended").astype("<U8")
+    if centre is not None and len(x):
+        d = np.hypot(x - float(centre[0]), y - float(centre[1]))
+        limit = 3.0 * fwhm if nucleus_radius is None else float(nucleus_radius)
+        i = int(np.argmin(d))
+        if d[i] <= limit:
+            kinds[i] = "nucleus"
+    return kinds, np.asarray(conc, float)
+
+
+def filled_cores(coverage, x, y, *, r_core, r_in, r_out):
+    """Which stars' cores were combined from fewer frames than the sky around them.
+
+    A star that saturated in some frames of a stack (the ones with the sharpest seeing)
+    has its core taken from the other frames only, whose seeing was worse and whose
+    peaks were lower: the stack's core is too faint, and so is the star, by a few
+    hundredths of a magnitude, with no flagged pixel to say so. The stack's
+    ``COVERAGE`` (frames per pixel) tells: fewer frames within ``r_core`` of the
+    centre than the median of the ring ``r_in``-``r_out``. A star near a stack's edge,
+    where the whole neighbourhood has fewer frames, is not flagged.
+
+    >>> import numpy as np
+    >>> cov = np.full((60, 60), 4)
+    >>> cov[19:22, 19:22] = 3          # a core that saturated in one frame of four
+    >>> cov[:, 50:] = 3                # the edge of the dithers: fewer frames everywhere
+    >>> filled_cores(cov, [20, 40, 55], [20, 40, 30], r_core=3, r_in=6, r_out=9).tolist()
+    [True, False, False]
+    """
+    x, y = _positions(x, y)
+    cov = np.asarray(coverage, float)
+    ny, nx = cov.shape
+    out = np.zeros(len(x), bool)
+    r = int(np.ceil(r_out))
+    for i, (cx, cy) in enumerate(zip(x, y, strict=True)):
+        x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.ceil(cx)) + r + 1, nx)
+        y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.ceil(cy)) + r + 1, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        d2 = (xx - cx) ** 2 + (yy - cy) ** 2
+        cut = cov[y0:y1, x0:x1]
+        core, ring = cut[d2 <= r_core ** 2], cut[(d2 >= r_in ** 2) & (d2 <= r_out ** 2)]
+        if core.size and ring.size:
+            out[i] = bool(core.min() < np.median(ring))
+    return out
+
+
 def _median_err(values, axis=0):
     """Error of a median from the values' MAD: 1.4826 sqrt(pi/2) MAD / sqrt(n)."""
     values = np.asarray(values, float)

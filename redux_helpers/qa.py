@@ -865,8 +865,10 @@ def _photometry(paths, target, truth, out):
             _zero_point(z, truth, out)
     stars = folder / "stars.ecsv"
     if stars.is_file():
-        n = len(fitsio.read_table(stars))
-        out.add("n_stars", n, unit="stars", reason=f"{n} stars in the calibrated catalogue")
+        cat = fitsio.read_table(stars)
+        n = int((cat["kind"] == "star").sum()) if "kind" in cat.colnames else len(cat)
+        others = "" if "kind" not in cat.colnames else f" ({len(cat) - n} other sources: the nucleus, knots)"
+        out.add("n_stars", n, unit="stars", reason=f"{n} stars in the calibrated catalogue{others}")
 
 
 def _zero_point(z, truth, out):

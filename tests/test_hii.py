@@ -545,3 +545,21 @@ def test_inner_disc_and_close_pairs_are_found(geometry):
     assert abs(np.median(ratios) - 1) < 0.03
     assert np.mean(np.abs(ratios - 1) < 0.10) >= 0.85
     assert abs(np.median(ratios[kind_of == "inner"]) - 1) < 0.05
+
+
+def test_lf_slope_recovers_the_slope_of_a_truncated_power_law():
+    """Regions drawn (by their quantiles, no noise) from dN/dlogL ~ L^-1 over 2 dex give b = -1."""
+    b_true, a, c = -1.0, 38.0, 40.0
+    q = (np.arange(400) + 0.5) / 400
+    k = b_true * math.log(10)
+    x = a + np.log1p(q * np.expm1(k * (c - a))) / k        # the inverse of the truncated CDF
+    b, err, n = hii.lf_slope(10 ** x, lo=10 ** a, hi=10 ** c)
+    assert n == 400 and b == pytest.approx(-1.0, abs=0.01)
+    # the Fisher error of an exponential density in x: 1 / (ln 10 * std(x) * sqrt(n))
+    assert err == pytest.approx(1 / (math.log(10) * np.std(x) * math.sqrt(n)), rel=0.15)
+    # flat per dex (the demo's regions) is b = 0, told apart from -1 by many errors
+    flat = a + q * (c - a)
+    b0, err0, _ = hii.lf_slope(10 ** flat, lo=10 ** a, hi=10 ** c)
+    assert b0 == pytest.approx(0.0, abs=0.01) and (b0 - b) / err0 > 8
+    with pytest.raises(ReduxError):
+        hii.lf_slope([1e38, 2e38], lo=1e38)

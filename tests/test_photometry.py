@@ -447,3 +447,32 @@ def test_fit_fwhms_tells_a_star_from_a_knot_on_a_slope():
     fw = photometry.fit_fwhms(image, [25.3, 55.6], [40.2, 39.8], fwhm=SEEING)
     # a pixel-integrated Gaussian fitted to a sampled one: ~2 % narrower
     assert fw[0] == pytest.approx(SEEING, rel=0.05) and fw[1] > 1.8 * SEEING
+
+
+def test_source_kinds_tells_the_nucleus_and_a_knot_from_the_stars():
+    """Stars stay stars; a wide knot is extended; the detection at the centre is the nucleus."""
+    yy, xx = np.mgrid[:120, :120]
+
+    def blob(x0, y0, s, f):
+        return f * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * s * s)) / (2 * np.pi * s * s)
+
+    img = (blob(20, 20, 1.3, 5e4) + blob(100, 20, 1.3, 3e4) + blob(20, 100, 1.3, 4e4)
+           + blob(100, 100, 3.5, 3e4) + blob(60, 60, 1.3, 6e4))   # a point-like core at the centre
+    x, y = [20, 100, 20, 100, 60], [20, 20, 100, 100, 60]
+    kinds, conc = photometry.source_kinds(img, np.ones_like(img), None, x, y, fwhm=3.06,
+                                          r_in=10, r_out=14, centre=(60.5, 59.6))
+    assert kinds.tolist() == ["star", "star", "star", "extended", "nucleus"]
+    assert conc[0] == pytest.approx(0.77, abs=0.02) and conc[3] < 0.4
+    kinds, _ = photometry.source_kinds(img, np.ones_like(img), None, x, y, fwhm=3.06,
+                                       r_in=10, r_out=14, centre=(60.5, 80.0))
+    assert "nucleus" not in kinds.tolist()          # nothing within 3 FWHM of that centre
+
+
+def test_filled_cores_flags_a_core_from_fewer_frames_not_the_dither_edge():
+    cov = np.full((80, 80), 4)
+    cov[29:32, 39:42] = 3               # saturated in one frame: 3 frames at the core
+    cov[:, 65:] = 2                     # the dither edge: 2 frames all around
+    cov[60, 20] = 3                     # a cosmic ray rejected in the ring, not the core
+    got = photometry.filled_cores(cov, [40, 20, 72, 20], [30, 30, 40, 52], r_core=3, r_in=6,
+                                  r_out=9)
+    assert got.tolist() == [True, False, False, False]

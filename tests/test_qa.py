@@ -572,3 +572,13 @@ def test_sky_rates_that_scatter_fail_naming_the_frames(night):
     fitsio.write_table(bg, paths.step("05_background") / "background.ecsv")
     r = rows(qa.collect(paths, target))["sky_rate_scatter_R"]
     assert r["flag"] == "pass" and r["value"] == pytest.approx(100 * (3.1 / 3.03 - 1), rel=0.05)
+
+
+def test_n_stars_counts_stars_not_the_nucleus_or_knots(night):
+    """08's catalogue keeps every source with its kind: QA counts kind == 'star' only."""
+    paths, target = night
+    cat = Table({"id": [1, 2, 3, 4], "x": [1.0, 2, 3, 4], "y": [1.0, 2, 3, 4],
+                 "kind": ["nucleus", "star", "extended", "star"]})
+    fitsio.write_table(cat, paths.step("08_photometry") / "stars.ecsv")
+    r = rows(qa.collect(paths, target))["n_stars"]
+    assert r["value"] == 2 and "2 other sources" in r["reason"]
