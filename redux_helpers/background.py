@@ -283,6 +283,20 @@ def _plane(data, bad, sigma, maxiters=10):
 
 def _boxes(data, bad, *, box_size, filter_size, sigma, exclude_percentile, rms_image=True):
     """photutils' Background2D with a median in each box; errors in our words."""
+    bkg = _background2d(data, bad, box_size=box_size, filter_size=filter_size, sigma=sigma,
+                        exclude_percentile=exclude_percentile)
+    model = np.asarray(bkg.background, dtype=np.float64)
+    rms = np.asarray(bkg.background_rms, dtype=np.float64) if rms_image \
+        else float(bkg.background_rms_median)
+    if not np.all(np.isfinite(model)):
+        msg = (f"the box sky model has undefined values (box_size {box_size}); use a larger "
+               "box_size or method='plane'")
+        raise ReduxError(msg)
+    return model, rms
+
+
+def _background2d(data, bad, *, box_size, filter_size, sigma, exclude_percentile):
+    """The `~photutils.background.Background2D` object of `sky_model`'s box method."""
     from photutils.background import Background2D, MedianBackground
 
     box_size = int(box_size)
@@ -299,23 +313,54 @@ def _boxes(data, bad, *, box_size, filter_size, sigma, exclude_percentile, rms_i
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)
-            bkg = Background2D(np.where(bad, np.nan, data), box, mask=bad,
-                               filter_size=fsize, exclude_percentile=exclude_percentile,
-                               sigma_clip=SigmaClip(sigma=sigma, maxiters=10),
-                               bkg_estimator=MedianBackground())
+            return Background2D(np.where(bad, np.nan, data), box, mask=bad,
+                                filter_size=fsize, exclude_percentile=exclude_percentile,
+                                sigma_clip=SigmaClip(sigma=sigma, maxiters=10),
+                                bkg_estimator=MedianBackground())
     except ValueError as exc:
         msg = (f"no box of {box_size} pixels has enough sky: every box has more than "
                f"{exclude_percentile:g} % of its pixels masked ({exc}); use a larger "
                "box_size, raise exclude_percentile, or use method='plane' or 'constant'")
         raise ReduxError(msg) from None
-    model = np.asarray(bkg.background, dtype=np.float64)
-    rms = np.asarray(bkg.background_rms, dtype=np.float64) if rms_image \
-        else float(bkg.background_rms_median)
-    if not np.all(np.isfinite(model)):
-        msg = (f"the box sky model has undefined values (box_size {box_size}); use a larger "
-               "box_size or method='plane'")
-        raise ReduxError(msg)
-    return model, rms
+
+
+def box_medians(data, *, mask=None, box_size=64, sigma=3.0, exclude_percentile=50.0):
+    """The sigma-clipped median of every box of `sky_model`'s ``'box'`` method, unsmoothed.
+
+    What the box model starts from, before the grid is median filtered over
+    ``filter_size`` boxes and interpolated to every pixel. Box ``[j, i]`` holds the pixels
+    ``data[j * box_size:(j + 1) * box_size, i * box_size:(i + 1) * box_size]``; its value
+    is the median of its unmasked pixels after clipping at ``sigma`` standard deviations
+    about their median (10 rounds at most).
+
+    Parameters
+    ----------
+    data, mask, box_size, sigma, exclude_percentile
+        As for `sky_model`.
+
+    Returns
+    -------
+    2-D array
+        One value per box, in the unit of ``data``; NaN for a box left out (more than
+        ``exclude_percentile`` per cent of its pixels masked), which the model fills from
+        its neighbours.
+
+    >>> import numpy as np
+    >>> img = np.full((8, 16), 5.0); img[:, 8:] = 7.0; img[0, 0] = 1e6
+    >>> box_medians(img, box_size=8).tolist()
+    [[5.0, 7.0]]
+    """
+    data, bad = _as_image(data, mask)
+    _too_little_sky(bad, "box")
+    bkg = _background2d(data, bad, box_size=box_size, filter_size=1, sigma=sigma,
+                        exclude_percentile=exclude_percentile)
+    mesh = np.array(bkg.background_mesh, dtype=np.float64)
+    size = min(int(box_size), data.shape[0]), min(int(box_size), data.shape[1])
+    for j, i in np.ndindex(mesh.shape):
+        box = bad[j * size[0]:(j + 1) * size[0], i * size[1]:(i + 1) * size[1]]
+        if 100 * box.sum() > exclude_percentile * size[0] * size[1]:
+            mesh[j, i] = np.nan
+    return mesh
 
 
 def elliptical_radius(shape, center, *, axis_ratio=1.0, theta_deg=0.0):

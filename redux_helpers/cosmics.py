@@ -56,6 +56,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from astropy.stats import mad_std
 from scipy import ndimage
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,74 @@ def star_like(data, crmask, *, ratio=STAR_NEIGHBOUR_RATIO):
     star = ((direct - sky[:, None]).min(axis=1) >= ratio * height) | (
         around.max(axis=1) > box[:, 4, 4])
     return np.r_[False, star][labels]
+
+
+def isolated_hits(data, crmask, *, n=2, half=10, bad=None, max_contrast=3.0,
+                  percentile=99.0):
+    """Centres of the brightest flagged groups that sit on empty sky, for cut-outs.
+
+    A cut-out meant to show what a hit on the sky looks like must not hold a star. Each
+    8-connected group of ``crmask`` gets the box of ``2 half + 1`` pixels around its
+    centre; the box's other pixels (the group grown by 2 pixels, every other flagged
+    pixel and ``bad`` pixels left out) are its surroundings. A group is isolated when the
+    ``percentile`` of its surroundings stands less than ``max_contrast`` robust standard
+    deviations (of the surroundings) above their median: noise alone reaches about 2.3
+    at the 99th percentile, a star in the box far more. Of the isolated groups, the ``n``
+    with the highest peak above the surroundings' median are returned, brightest first;
+    if fewer are isolated, the quietest of the rest fill the list.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The frame (any unit); NaN pixels count as ``bad``.
+    crmask : bool array
+        Flagged pixels (a cosmic-ray mask, or the ``COSMIC`` bit of a ``MASK`` plane).
+    n : int
+        How many centres to return at most.
+    half : int
+        Half the side of the box, in pixels (the cut-out's half width).
+    bad : bool array, optional
+        Pixels that are not part of the surroundings (saturated, dead columns).
+    max_contrast, percentile : float
+        The isolation test above.
+
+    Returns
+    -------
+    list of (int, int)
+        ``(y, x)`` of the chosen groups' centres (0-based), only boxes wholly inside.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> img = rng.normal(100.0, 5.0, (60, 60))
+    >>> img[10, 10] += 900.0; img[40, 40] += 2000.0; img[40, 43:46] += 3000.0   # 2nd near a "star"
+    >>> cr = np.zeros(img.shape, bool); cr[10, 10] = cr[40, 40] = True
+    >>> isolated_hits(img, cr, n=1)
+    [(10, 10)]
+    """
+    data = np.asarray(data, float)
+    crmask = np.asarray(crmask, bool)
+    ny, nx = data.shape
+    skip = ~np.isfinite(data) | crmask
+    if bad is not None:
+        skip = skip | np.asarray(bad, bool)
+    labels, count = ndimage.label(crmask, structure=np.ones((3, 3), bool))
+    found = []  # (isolated, score) per group: isolated ones by peak, the rest by quiet
+    for i in range(1, count + 1):
+        y, x = (int(round(c)) for c in ndimage.center_of_mass(crmask, labels, i))
+        if not (half <= y < ny - half and half <= x < nx - half):
+            continue
+        box = (slice(y - half, y + half + 1), slice(x - half, x + half + 1))
+        hit = ndimage.binary_dilation(labels[box] == i, iterations=2)
+        around = data[box][~(hit | skip[box])]
+        if around.size < 0.5 * (2 * half + 1) ** 2:
+            continue
+        level, spread = float(np.median(around)), float(mad_std(around))
+        contrast = (float(np.percentile(around, percentile)) - level) / max(spread, 1e-30)
+        peak = float(np.nanmax(np.where(labels[box] == i, data[box], np.nan))) - level
+        found.append((contrast < max_contrast, peak if contrast < max_contrast else -contrast,
+                      (y, x)))
+    found.sort(key=lambda f: (not f[0], -f[1]))
+    return [f[2] for f in found[:n]]
 
 
 def fill_nearest(data, bad):

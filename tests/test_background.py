@@ -329,3 +329,27 @@ def test_rate_outliers_names_the_frame():
     # a difference within 5 errors is not an outlier, however large
     assert background.rate_outliers(names, rates, errors=[1, 1, 1, 1, 30, 1]) == {}
     assert background.rate_outliers(["a"], [3.0]) == {}
+
+
+def test_box_medians_are_the_unsmoothed_clipped_medians_of_the_sky_pixels():
+    """05's box median by hand: the grid before filtering, masked pixels left out."""
+    from astropy.stats import sigma_clip
+
+    rng = np.random.default_rng(11)
+    img = rng.normal(100.0, 2.0, (64, 96))
+    mask = np.zeros(img.shape, bool)
+    img[:32, :13] += 5.0                    # 40 % of box [0, 0], a little brighter: masked
+    mask[:32, :13] = True
+    img[32:, 64:] += 20.0                   # box [1, 2] stands out: a 3x3 filter would drop it
+    mask[:32, 32:52] = True                 # 62 % of box [0, 1] masked: left out
+    img[40, 40] = 1e5                       # clipped
+    before = img.copy()
+    grid = background.box_medians(img, mask=mask, box_size=32)
+    assert grid.shape == (2, 3) and np.array_equal(img, before)
+    assert np.isnan(grid[0, 1])
+    for j, i in ((0, 0), (1, 1), (1, 2)):
+        rows, cols = slice(32 * j, 32 * j + 32), slice(32 * i, 32 * i + 32)
+        want = np.median(sigma_clip(img[rows, cols][~mask[rows, cols]], sigma=3.0,
+                                    maxiters=10).compressed())
+        assert grid[j, i] == pytest.approx(want, rel=1e-9)
+    assert abs(grid[0, 0] - 100.0) < 0.3 and abs(grid[1, 2] - 120.0) < 0.3

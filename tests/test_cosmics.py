@@ -206,3 +206,29 @@ def test_star_like_on_known_shapes():
     assert not cosmics.star_like(hit, core).any()
     hit[10, 10] -= 30000.0                            # ... half its height: taken back
     assert cosmics.star_like(hit, core)[core].all()
+
+
+def test_isolated_hits_skips_a_bright_hit_beside_a_star():
+    """03's and 06's cut-out sites: the brightest hit sat on a star's flank (issue 15)."""
+    rng = np.random.default_rng(5)
+    scene = np.full((120, 120), 1500.0)
+    _gauss_stamps(scene, np.array([50.0]), np.array([40.0]), np.array([8e5]), 1.5)  # peak ~6e4
+    data = rng.poisson(scene).astype(float)
+    cr = np.zeros(scene.shape, bool)
+    sites = {"beside the star": (40, 56), "empty sky": (90, 30), "fainter, empty": (20, 95),
+             "at the edge": (2, 60)}
+    for (y, x), amp in zip(sites.values(), (20000.0, 6000.0, 3000.0, 30000.0), strict=True):
+        data[y, x] += amp
+        cr[y, x] = True
+    before = data.copy()
+    got = cosmics.isolated_hits(data, cr, n=2, half=10)
+    assert got == [sites["empty sky"], sites["fainter, empty"]]
+    assert np.array_equal(data, before)
+    # ranked by peak alone, the hit beside the star would come first
+    ys, xs = np.nonzero(cr)
+    inside = (ys >= 10) & (ys < 110)
+    assert (ys[inside][np.argmax(data[cr][inside])], xs[inside][np.argmax(data[cr][inside])]) \
+        == sites["beside the star"]
+    # nothing isolated: the quietest surroundings still give a site
+    assert cosmics.isolated_hits(data, cr & (np.indices(cr.shape)[1] > 50), n=1,
+                                 max_contrast=0.0) == [sites["fainter, empty"]]
