@@ -77,15 +77,8 @@ def _within(flags, x, y, radius):
     out = np.zeros(len(x), bool)
     if not flags.any():
         return out
-    r = int(np.ceil(radius))
-    for i, (cx, cy) in enumerate(zip(x, y, strict=True)):
-        x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.ceil(cx)) + r + 1, nx)
-        y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.ceil(cy)) + r + 1, ny)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        near = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius * radius
-        out[i] = bool(flags[y0:y1, x0:x1][near].any())
+    for i, box, d2 in _boxes_around((ny, nx), x, y, radius):
+        out[i] = bool(flags[box][d2 <= radius * radius].any())
     return out
 
 
@@ -379,6 +372,19 @@ def source_kinds(data, uncertainty, mask, x, y, *, fwhm, r_in, r_out, centre=Non
     return kinds, np.asarray(conc, float)
 
 
+def _boxes_around(shape, x, y, radius):
+    """(index, box slices, squared distance of its pixels) for each position's box of ``radius``."""
+    ny, nx = shape
+    r = int(np.ceil(radius))
+    for i, (cx, cy) in enumerate(zip(x, y, strict=True)):
+        x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.ceil(cx)) + r + 1, nx)
+        y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.ceil(cy)) + r + 1, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        yield i, (slice(y0, y1), slice(x0, x1)), (xx - cx) ** 2 + (yy - cy) ** 2
+
+
 def filled_cores(coverage, x, y, *, r_core, r_in, r_out):
     """Which stars' cores were combined from fewer frames than the sky around them.
 
@@ -401,15 +407,8 @@ def filled_cores(coverage, x, y, *, r_core, r_in, r_out):
     cov = np.asarray(coverage, float)
     ny, nx = cov.shape
     out = np.zeros(len(x), bool)
-    r = int(np.ceil(r_out))
-    for i, (cx, cy) in enumerate(zip(x, y, strict=True)):
-        x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.ceil(cx)) + r + 1, nx)
-        y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.ceil(cy)) + r + 1, ny)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        d2 = (xx - cx) ** 2 + (yy - cy) ** 2
-        cut = cov[y0:y1, x0:x1]
+    for i, box, d2 in _boxes_around((ny, nx), x, y, r_out):
+        cut = cov[box]
         core, ring = cut[d2 <= r_core ** 2], cut[(d2 >= r_in ** 2) & (d2 <= r_out ** 2)]
         if core.size and ring.size:
             out[i] = bool(core.min() < np.median(ring))
