@@ -56,8 +56,9 @@ def package_digest() -> str:
     """The package's version and the text of its modules (computed once per process)."""
     if "digest" not in _PACKAGE:
         here = Path(__file__).resolve().parent
-        files = sorted(here.glob("*.py"))
-        _PACKAGE["digest"] = _hash(__version__, [(f.name, f.read_text()) for f in files])
+        files = sorted(here.rglob("*.py"))      # subpackages (hii/, muse/, ...) included
+        _PACKAGE["digest"] = _hash(__version__, [(f.relative_to(here).as_posix(), f.read_text())
+                                                 for f in files])
     return _PACKAGE["digest"]
 
 
