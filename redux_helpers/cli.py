@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ReduxError
+from .products import path as product_path
 
 log = logging.getLogger("redux")
 
@@ -176,7 +177,7 @@ def _run(args) -> int:
     print(f"ran {len(ran)} step(s) in {total:.1f} s"
           + (f" ({len(results) - len(ran)} up to date)" if len(ran) < len(results) else "")
           + f"; products in {out}, executed notebooks in {out / 'notebooks'}")
-    qa_report = out / "11_qa" / "report.html"
+    qa_report = product_path(lambda step: out / step, "report")
     if any(r.step == "11_qa" for r in results) and qa_report.is_file():
         print(f"open the QA report first: {qa_report}")
     return 0

@@ -29,7 +29,7 @@ import json
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, products
 from .fitsio import atomic_path
 
 RECORD_DIR = ".redux"
@@ -130,12 +130,9 @@ def read_record(root: Path, step: str) -> dict | None:
 
 
 def _products(root: Path, step: str) -> dict:
-    folder = Path(root) / step
-    files = {}
-    if folder.is_dir():
-        for p in sorted(folder.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                files[str(p.relative_to(root))] = p.stat().st_size
+    """The step's product files (`redux_helpers.products`) and its executed notebook, with sizes."""
+    files = {str(p.relative_to(root)): p.stat().st_size
+             for p in products.files_of(Path(root) / step, step)}
     nb = Path(root) / "notebooks" / f"{step}.ipynb"
     if nb.is_file():
         files[str(nb.relative_to(root))] = nb.stat().st_size

@@ -33,41 +33,20 @@ from .calibrate import Masters
 from .fitsio import read_product, read_table
 from .gain import fill_inventory, require_camera
 from .masks import has
-from .product_names import filter_part
 
 log = logging.getLogger(__name__)
-
-
-def superbias_path(paths) -> Path:
-    """``01_superbias/superbias.fits``."""
-    return paths.step("01_superbias") / "superbias.fits"
 
 
 def superdark_path(paths, temp) -> Path:
     """``02_superflat/superdark_<temp>C.fits`` (``superdark.fits`` with no temperature)."""
     if temp is None or not np.isfinite(temp):
-        return paths.step("02_superflat") / "superdark.fits"
-    return paths.step("02_superflat") / f"superdark_{temp:+.0f}C.fits"
-
-
-def superdarks_table_path(paths) -> Path:
-    """``02_superflat/superdarks.ecsv``: every superdark with its binning, gain, temperature."""
-    return paths.step("02_superflat") / "superdarks.ecsv"
-
-
-def superflat_path(paths, filt) -> Path:
-    """``02_superflat/superflat_<filter>.fits``."""
-    return paths.step("02_superflat") / f"superflat_{filter_part(filt)}.fits"
-
-
-def camera_path(paths) -> Path:
-    """``02_superflat/camera.ecsv``: the gain and read noise every later step uses."""
-    return paths.step("02_superflat") / "camera.ecsv"
+        return paths.product("superdark_any")
+    return paths.product("superdark", temp=temp)
 
 
 def read_camera(paths) -> Table | None:
     """02's camera table (`gain.camera_table`), or None before 02 has run."""
-    p = camera_path(paths)
+    p = paths.product("camera")
     return Table.read(p, format="ascii.ecsv") if p.is_file() else None
 
 
@@ -135,7 +114,7 @@ def _read_flat(path):
 
 def read_superdarks(paths) -> Table | None:
     """The superdarks made by 02 (None when the night had no darks)."""
-    p = superdarks_table_path(paths)
+    p = paths.product("superdarks")
     if not p.is_file():
         return None
     t = Table.read(p, format="ascii.ecsv")
@@ -149,15 +128,15 @@ def masters_for(frame, paths, *, temp_tolerance=2.0):
     Returns (`Masters`, notes) where notes says what was used or missing, and why.
     """
     notes = {}
-    bias = superbias_path(paths)
+    bias = paths.product("superbias")
     if not bias.is_file():
         bias = None
         notes["bias"] = "no superbias (01 found no bias frames)"
-    table = superdarks_table_path(paths)
+    table = paths.product("superdarks")
     darks = _cached("darks", table, lambda _: read_superdarks(paths)) if table.is_file() else None
     dark, notes["dark"] = match_dark(frame, darks,
                                      temp_tolerance=temp_tolerance)
-    flat = superflat_path(paths, frame["filter"]) if frame["filter"] else None
+    flat = paths.product("superflat", filter=frame["filter"]) if frame["filter"] else None
     if flat is None or not flat.is_file():
         flat = None
         notes["flat"] = f"no superflat for filter '{frame['filter']}': not flat-fielded"
@@ -235,3 +214,73 @@ def load_masters(*, bias=None, dark=None, flat=None) -> Masters:
         m.flat, m.flat_unc, m.flat_mask = _cached("flat", flat, _read_flat)
         m.names["flat"] = Path(flat).name
     return m
+
+
+def scaled_flat_readers(flats, *, raw_dir, settings, bias, dark_table, temp_tolerance=2.0,
+                        dark_cache=None):
+    """Readers of one filter's flats, bias and dark removed, each divided by its central level.
+
+    Every flat is read in electrons with the superbias and its matched superdark
+    (`match_dark`) subtracted, and scaled by its own central level (`central_level`), so
+    that all flats of a filter are near 1 in the centre before they are combined.
+
+    Parameters
+    ----------
+    flats : `~astropy.table.Table`
+        Inventory rows of the flats of one filter (``file``, ``gain``, ``read_noise``, ...).
+    raw_dir : path-like
+        Where the raw files are.
+    settings : dict
+        The target's settings (`redux_helpers.inventory.frame_overrides` reads them).
+    bias : array or None
+        The superbias (ADU).
+    dark_table : `~astropy.table.Table` or None
+        02's superdark table (`read_superdarks`).
+    dark_cache : dict, optional
+        Superdark file -> e-/s image, filled as darks are read (one read per night).
+
+    Returns
+    -------
+    readers : list of `~redux_helpers.calibrate.FrameReader`
+        Open readers with ``scale`` set; the caller closes them.
+    levels : list of float
+        Each flat's central level (e-).
+    dark_file : str or None
+        The superdark of the last flat (for the product's provenance).
+
+    Raises
+    ------
+    ReduxError
+        A flat whose centre is not above 10 times its read noise saw (almost) no light:
+        the message names it and says to exclude it.
+    """
+    from .calibrate import FrameReader
+    from .combine import central_level
+    from .errors import ReduxError
+    from .inventory import frame_overrides
+
+    dark_cache = {} if dark_cache is None else dark_cache
+    readers, levels, dfile = [], [], None
+    try:
+        for r in flats:
+            dfile, _ = match_dark(r, dark_table, temp_tolerance=temp_tolerance)
+            if dfile and dfile not in dark_cache:
+                dark_cache[dfile] = read_product(dfile).data
+            reader = FrameReader(Path(raw_dir) / r["file"],
+                                 overrides=frame_overrides(settings, r["file"]),
+                                 bias=bias, gain=r["gain"], dark=dark_cache.get(dfile))
+            readers.append(reader)
+            level = central_level(reader)
+            if not level > 10 * np.nan_to_num(r["read_noise"]):
+                msg = (f"{r['file']}: the centre of this {r['filter']} flat is at {level:.1f} e- "
+                       f"after bias and dark subtraction, not clearly above zero (10 x the read "
+                       f"noise is {10 * r['read_noise']:g} e-): it saw (almost) no light. Add it "
+                       "to 'exclude:' in the manifest and run 00_inspect again")
+                raise ReduxError(msg)
+            reader.scale = level
+            levels.append(level)
+    except Exception:
+        for reader in readers:
+            reader.close()
+        raise
+    return readers, levels, dfile

@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 from . import __version__
 from .fitsio import atomic_path
+from .products import PRODUCTS
+from .products import path as product_path
 from .qa import FLAGS, flags_summary
 
 log = logging.getLogger(__name__)
@@ -261,13 +263,14 @@ def write_index(products, summaries=()) -> Path:
 
     products = Path(products)
     by_name = {s.target: s for s in summaries}
+    qa_file = PRODUCTS["qa"]
     names = sorted(set(by_name) | {p.parent.parent.name
-                                   for p in products.glob("*/11_qa/qa.ecsv")})
+                                   for p in products.glob(f"*/{qa_file.step}/{qa_file.pattern}")})
     rows = []
     for name in names:
         s = by_name.get(name)
-        qa_path = products / name / "11_qa" / "qa.ecsv"
-        rep = products / name / "11_qa" / "report.html"
+        qa_path = product_path(lambda step, name=name: products / name / step, "qa")
+        rep = product_path(lambda step, name=name: products / name / step, "report")
         if s is None:
             status, cls = "not in the last batch", "info"
         elif s.ok:

@@ -33,8 +33,9 @@ from . import fingerprint, notebook_html
 from .errors import ReduxError
 from .lock import products_lock
 from .manifest import load_target
+from .products import path as product_path
 from .provenance import FINGERPRINT_ENV
-from .targets import STEPS, open_target
+from .targets import STEPS, make_demo_night
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
         if making and on_step:
             on_step("setup", "note", f"making the demo night in {target.raw_dir.parent} "
                                      "(first use; about a minute)")
-        open_target(target_name, manifest, products)
+        make_demo_night(target)
         if making and on_step:
             on_step("setup", "note", f"demo night made in {time.perf_counter() - t0:.0f} s")
     run = _Run(target_name=target_name, target_fp=fingerprint.target_digest(target),
@@ -443,7 +444,7 @@ def step_notes(root: Path, step: str) -> list[str]:
     from .fitsio import read_table
     from .inventory import problem_summary
 
-    path = Path(root) / step / "problems.ecsv"
+    path = product_path(lambda s: Path(root) / s, "problems")
     return problem_summary(read_table(path)) if path.is_file() else []
 
 

@@ -1,8 +1,9 @@
 """A target as a notebook sees it: validated settings, raw folder, product folders.
 
-`open_target` is the first call of every notebook: it validates the manifest, makes
-the demo night on first use when the target asks for it, and says where each step's
-products go (``<products>/<target>/<NN_step>/``).
+`open_target` is the first call of every notebook: it validates the manifest and says
+where each step's products go (``<products>/<target>/<NN_step>/``; the file names are
+`redux_helpers.products`'). It reads and writes nothing else: the demo night is made by
+an explicit call, `make_demo_night` (``redux run`` and notebook 00 make it).
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from pathlib import Path
 from . import demo
 from .errors import ReduxError
 from .manifest import Target, load_target
-from .product_names import stack_file
+from .products import STEPS, path, stack_file, stacks_in
 
 log = logging.getLogger(__name__)
 
-STEPS = ("00_inspect", "01_superbias", "02_superflat", "03_cosmics", "04_calibrate",
-         "05_background", "06_badpix", "07_stack", "08_photometry", "09_hii_regions",
-         "10_halpha_muse", "11_qa")
+__all__ = ["STEPS", "Paths", "demo_truth", "make_demo_night", "open_target", "stack_path"]
 
 
 class Paths:
@@ -55,13 +54,22 @@ class Paths:
                 p.unlink()
         log.info("emptied %s", folder)
 
+    def product(self, key, **fields) -> Path:
+        """Where product ``key`` of `redux_helpers.products.PRODUCTS` is, e.g.
+        ``paths.product('stack', filter='R')`` or ``paths.product('crmask', stem=stem)``."""
+        return path(self, key, **fields)
+
+    def stacks(self, step: str) -> dict[str, Path]:
+        """The stacks in a step's folder (07's or 08's), by the filter their headers name."""
+        return stacks_in(self.step(step))
+
     @property
     def inventory(self) -> Path:
-        return self.root / "00_inspect" / "inventory.ecsv"
+        return self.product("inventory")
 
 
 def open_target(name, manifest, products="products", *, step=None):
-    """Validate ``manifest``, make the demo if ``name`` is one, and return (target, paths).
+    """Validate ``manifest`` and return (target, paths).
 
     A notebook names its ``step``: that step's folder is emptied, so that it holds what
     this run of the step makes and only that (a product an earlier run made under
@@ -79,16 +87,25 @@ def open_target(name, manifest, products="products", *, step=None):
         The step about to run (e.g. ``'05_background'``), whose folder is emptied.
     """
     target = load_target(name, manifest)
-    if "demo" in target.settings:
-        if target.raw_dir is None or target.raw_dir.name != "raw":
-            msg = (f"{target.manifest}: demo target '{name}' needs raw_dir ending in "
-                   "'/raw' (the truth is written beside it)")
-            raise ReduxError(msg)
-        demo.ensure_demo(target.raw_dir.parent, target.settings["demo"])
     paths = Paths(products, name)
     if step is not None:
         paths.empty(step)
     return target, paths
+
+
+def make_demo_night(target: Target) -> Path | None:
+    """Make a demo target's night (raw frames and truth) unless it is there; None for others.
+
+    A demo target's ``raw_dir`` must end in ``/raw``: the truth is written beside it.
+    Returns the demo's folder (the parent of ``raw_dir``).
+    """
+    if "demo" not in target.settings:
+        return None
+    if target.raw_dir is None or target.raw_dir.name != "raw":
+        msg = (f"{target.manifest}: demo target '{target.name}' needs raw_dir ending in "
+               "'/raw' (the truth is written beside it)")
+        raise ReduxError(msg)
+    return demo.ensure_demo(target.raw_dir.parent, target.settings["demo"])
 
 
 def demo_truth(target: Target):

@@ -60,15 +60,26 @@ def test_hits_on_the_frames_edges_are_found(backend):
 
 
 def test_masked_pixels_are_never_flagged_and_many_frames(frame):
+    """Three frames through two worker processes: each mask comes back in its frame's place,
+    its own dead column unflagged, and the same as that frame detected alone."""
     data, cr = frame
-    mask = np.zeros(data.shape, bool)
-    mask[:, 100] = True
-    data = data.copy()
-    data[:, 100] = 0.0                     # a dead column
-    (found,) = detect_many([(data, None, mask)], workers=1, read_noise=9.0)
-    assert not found[:, 100].any()
-    # the dead column's neighbours are not mistaken for hits
-    assert (found[:, [99, 101]] & ~cr[:, [99, 101]]).sum() == 0
+    jobs, crs = [], []
+    for k, col in enumerate((100, 40, 160)):
+        d, c = np.rot90(data, k).copy(), np.rot90(cr, k)
+        mask = np.zeros(d.shape, bool)
+        mask[:, col] = True
+        d[:, col] = 0.0                    # a dead column, a different one in each frame
+        jobs.append((d, None, mask))
+        crs.append((c, col))
+    found = detect_many(jobs, workers=2, read_noise=9.0, backend="lacosmic")
+    assert len(found) == 3
+    for (d, _, mask), got, (c, col) in zip(jobs, found, crs, strict=True):
+        assert not got[:, col].any()
+        # the dead column's neighbours are not mistaken for hits
+        assert (got[:, [col - 1, col + 1]] & ~c[:, [col - 1, col + 1]]).sum() == 0
+        assert (got & c).sum() / c.sum() >= 0.95          # this frame's hits, not another's
+        alone = detect_cosmics(d, mask=mask, read_noise=9.0, backend="lacosmic")
+        assert np.array_equal(got, alone)
 
 
 def test_fill_nearest():

@@ -417,7 +417,7 @@ def test_night_that_cant_be_measured_stops_at_00_naming_the_manifest_lines(tmp_p
                                                       (0.2, "measured", "warn"),
                                                       (np.nan, "header", "info")])
 def test_qa_reports_gain_and_read_noise(tmp_path, err, source, flag):
-    from redux_helpers import fitsio, masters, qa
+    from redux_helpers import fitsio, qa
     from redux_helpers.manifest import Target
     from redux_helpers.targets import Paths
 
@@ -425,7 +425,7 @@ def test_qa_reports_gain_and_read_noise(tmp_path, err, source, flag):
     cam = gainmod.camera_table(gain=2.7, gain_err=err, read_noise=6.5, read_noise_err=0.05,
                                gain_source=source, read_noise_source="measured",
                                n_bias=5, n_pairs=6)
-    fitsio.write_table(cam, masters.camera_path(paths))
+    fitsio.write_table(cam, paths.product("camera"))
     table = qa.collect(paths, Target(name="night", manifest=tmp_path / "m.yaml", settings={}))
     r = {row["metric"]: row for row in table if row["step"] == "02_superflat"}
     assert r["gain"]["value"] == 2.7 and r["gain"]["flag"] == flag

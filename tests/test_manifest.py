@@ -58,8 +58,42 @@ def test_demo_target_may_point_to_files_made_on_first_use(tmp_path):
 
 
 def test_repository_manifest_is_valid():
-    from redux_helpers.manifest import read_manifest
+    """Every target of the repository's manifest loads, and every file it names is where it says:
+    a demo target's files inside its own demo folder (the demo writes them there), a real
+    target's files on disk (when ../shared/realdata is here)."""
+    from pathlib import Path
+
+    from redux_helpers.manifest import load_target, read_manifest
     from tests.conftest import REPO
 
-    doc = read_manifest(REPO / "data_manifest.yaml")
+    manifest = REPO / "data_manifest.yaml"
+    doc = read_manifest(manifest)
     assert "demo" in doc["targets"]
+
+    def files(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from files(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from files(v)
+        elif isinstance(value, (str, Path)) and Path(value).is_absolute():
+            yield Path(value)
+
+    checked = 0
+    for name in doc["targets"]:
+        target = load_target(name, manifest)
+        named = list(files(target.settings))
+        assert named, f"{name}: names no file"
+        if "demo" in target.settings:
+            home = target.raw_dir.parent
+            assert target.raw_dir.name == "raw" and home.parent == REPO / "demo_data"
+            assert all(home in p.parents for p in named), name
+            continue
+        realdata = (REPO.parent / "shared" / "realdata").resolve()
+        for p in named:
+            assert realdata in p.resolve().parents, f"{name}: {p} outside the real-data folder"
+            if realdata.is_dir():
+                assert p.exists(), f"{name}: {p} does not exist"
+                checked += 1
+    assert checked >= 8 or not (REPO.parent / "shared" / "realdata").is_dir()

@@ -24,7 +24,7 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyWarning
 
 from redux_helpers import masks
-from redux_helpers.product_names import filter_part
+from redux_helpers.products import filter_part
 
 FLUX = u.erg / u.s / u.cm**2            # 10's fluxes per pixel
 RATE = u.electron / u.s
@@ -245,3 +245,23 @@ def test_masks_open_as_dimensionless_ccddata(demo_chain, rel):
         ccd = read_ccd(path)
         assert ccd.unit == u.dimensionless_unscaled, path.name
         assert np.array_equal(ccd.data, fits.getdata(path)), path.name
+
+
+def test_every_file_a_step_writes_is_in_the_product_registry(demo_chain):
+    """`redux_helpers.products.PRODUCTS` is the whole list: every file of every step folder of
+    the demo run is one of its step's products, and every product that is not optional is there."""
+    from redux_helpers import products
+
+    unknown, missing = [], []
+    for step in products.STEPS:
+        folder = demo_chain.products / step
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        unknown += [f"{step}/{n}" for n in names if products.product_of(step, n) is None]
+        found = {products.product_of(step, n) for n in names}
+        missing += [f"{step}: {key} ({p.pattern})" for key, p in products.of_step(step).items()
+                    if not p.optional and key not in found]
+    assert not unknown, f"files no product of the registry names: {unknown}"
+    assert not missing, f"products the demo run did not make: {missing}"
+    # the registry gives the path every notebook used
+    assert products.path(lambda s: demo_chain.products / s, "stack", filter="Ha").is_file()
+    assert products.file_name("superdark", temp=-20) == "superdark_-20C.fits"
