@@ -114,9 +114,9 @@ def make_wcs(ra, dec, shape, pix_arcsec, rot_deg):
 
 def add_gaussians(image, xs, ys, fluxes, sigmas):
     """Add circular Gaussians (total flux, sigma in px): the demo's own stamps."""
-    from redux_helpers.demo import _gauss_stamps
+    from redux_helpers.demo import gauss_stamps
 
-    return _gauss_stamps(image, xs, ys, fluxes, sigmas)
+    return gauss_stamps(image, xs, ys, fluxes, sigmas)
 
 
 def make_pair(work, size):

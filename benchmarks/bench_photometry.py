@@ -3,7 +3,7 @@
 Photometry. Makes one 2048x2048 stack in e-/s like a product of 07_stack (``UNCERT``
 and a uint16 ``MASK``, written by `fitsio.write_ccd`) in a work folder (reused when
 present), with its truth (``phot_truth.ecsv``: x, y, flux): 1200 Gaussian stars of FWHM
-3.2 px (`demo._gauss_stamps`), fluxes log-uniform over 1.3-1300 e-/s (3 decades; ~1000
+3.2 px (`demo.gauss_stamps`), fluxes log-uniform over 1.3-1300 e-/s (3 decades; ~1000
 stand above 5 sigma), on a background-subtracted sky of 0 with Gaussian noise of 0.05
 e-/s per pixel; uncertainty sqrt(0.05**2 + star / 1200 s) (the stars' photon noise in
 four 300 s frames), the data drawn from it. One bad column (garbage values, flagged
@@ -44,7 +44,7 @@ line_in_continuum=demo.LINE_IN_R)`` then ``hii.find_regions(line, line_unc, fwhm
 exclude=discs)``, the discs around the true stars out to where their 3 % colour
 residual falls below 0.015 e-/s, plus 3 px (as tests/test_hii.py does). ``hii-2048``:
 the same galaxy at 2048x2048 (``DemoConfig(size=2048)``: 50 regions, 590 stars), its
-truth built by ``demo._Night`` -- the arrays ``ensure_demo`` writes to ``truth/``,
+truth built by ``demo.Night`` -- the arrays ``ensure_demo`` writes to ``truth/``,
 without the ~50 raw frames it would also write. Reported: regions found, true regions
 recovered within 1 px, the median found/true flux (``halpha_rate``) of those, and the
 detections more than 1 px from any true region (spurious).
@@ -88,7 +88,7 @@ def make_stack(work, size):
     from astropy.table import Table
 
     from redux_helpers import fitsio, masks
-    from redux_helpers.demo import _gauss_stamps
+    from redux_helpers.demo import gauss_stamps
 
     path, truth_p = work / "phot_stack.fits", work / "phot_truth.ecsv"
     if path.exists() and truth_p.exists() and Table.read(truth_p).meta.get("size") == size:
@@ -98,7 +98,7 @@ def make_stack(work, size):
     n = round(N_STARS * (size / SIZE) ** 2)
     x, y = rng.uniform(-5, size + 4, (2, n))
     flux = 10 ** rng.uniform(*np.log10(FLUX_RANGE), n)
-    stars = _gauss_stamps(np.zeros((size, size)), x, y, flux, FWHM / 2.3548)
+    stars = gauss_stamps(np.zeros((size, size)), x, y, flux, FWHM / 2.3548)
     unc = np.sqrt(SKY_SIGMA ** 2 + stars / GAIN_EFF)
     data = stars + rng.normal(0.0, 1.0, stars.shape) * unc
     mask = np.zeros(data.shape, np.uint16)
@@ -143,7 +143,7 @@ def make_hii(work, size):
         scene = {f: truth.image(f"scene_{f}") for f in ("Ha", "R")}
         regions, stars = truth.table("hii_regions"), truth.table("stars")
     else:                    # truth only: what make_demo writes to truth/, no raw frames
-        night = demo._Night(demo.DemoConfig(size=size))
+        night = demo.Night(demo.DemoConfig(size=size))
         scene = {f: night.scene(f, seeing_fwhm=3.2).astype(np.float32).astype(np.float64)
                  for f in ("Ha", "R")}
         regions, stars = night.hii, night.stars

@@ -80,7 +80,7 @@ def make_frames(work):
     import numpy as np
 
     from redux_helpers import fitsio, masks
-    from redux_helpers.demo import _frame_wcs, _gauss_stamps, _make_wcs, _ref_to_frame
+    from redux_helpers.demo import _frame_wcs, _make_wcs, _ref_to_frame, gauss_stamps
 
     names = [work / frame_name(i) for i in range(N_FRAMES)]
     scene_p = work / "stack_truth_scene.npy"
@@ -89,13 +89,13 @@ def make_frames(work):
     work.mkdir(parents=True, exist_ok=True)
     sx, sy, flux = truth_stars()
     sigma = FWHM / 2.3548
-    scene = _gauss_stamps(np.zeros((SIZE, SIZE)), sx, sy, flux, sigma)
+    scene = gauss_stamps(np.zeros((SIZE, SIZE)), sx, sy, flux, sigma)
     np.save(scene_p, scene.astype(np.float32))
     ref_wcs = _make_wcs(150.1, 2.2, ((SIZE + 1) / 2, (SIZE + 1) / 2))
     rng = np.random.default_rng(11)
     for i, (offset, rot) in enumerate(geometry()):
         fx, fy = _ref_to_frame(sx, sy, (SIZE, SIZE), offset, rot)
-        model = _gauss_stamps(np.full((SIZE, SIZE), SKY), fx, fy, flux, sigma)
+        model = gauss_stamps(np.full((SIZE, SIZE), SKY), fx, fy, flux, sigma)
         data = (rng.poisson(model) + rng.normal(0, READ_NOISE, model.shape)).astype(np.float32)
         unc = np.sqrt(model + READ_NOISE ** 2).astype(np.float32)
         mask = np.zeros(model.shape, np.uint16)

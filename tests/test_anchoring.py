@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from redux_helpers import anchoring, contsub, demo_muse, muse
+from redux_helpers import anchoring, contsub, muse
+from redux_helpers.demo import space
 from redux_helpers.errors import ReduxError
 
 
 def _wcs(n, scale_arcsec, rot_deg=0.0, ra=150.0, dec=2.0):
-    w = demo_muse._tan_wcs(ra, dec, (n, n), scale_arcsec, rot_deg)
+    w = space._tan_wcs(ra, dec, (n, n), scale_arcsec, rot_deg)
     w.pixel_shape = (n, n)
     return w
 

@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from redux_helpers import background
-from redux_helpers.demo import _gauss_stamps
+from redux_helpers.demo import gauss_stamps
 from redux_helpers.errors import ReduxError
 
 SHAPE = (200, 240)
@@ -31,7 +31,7 @@ def field():
     gx, gy = 120.0, 100.0
     objects += 3000.0 * np.exp(-np.hypot(xx - gx, yy - gy) / 6.0)   # a small galaxy
     sx, sy = rng.uniform(5, nx - 5, 40), rng.uniform(5, ny - 5, 40)
-    _gauss_stamps(objects, sx, sy, rng.uniform(2e3, 2e5, 40), 1.5)
+    gauss_stamps(objects, sx, sy, rng.uniform(2e3, 2e5, 40), 1.5)
     data = _noisy(sky + objects, 4)
     sigma = np.sqrt(sky + READ_NOISE ** 2)
     far = np.hypot(xx - gx, yy - gy) > 60
@@ -139,7 +139,7 @@ def _disc_frame(seed=5, sky_level=4500.0):
     disc = 18000.0 * np.exp(-r / 21.0)
     rng = np.random.default_rng(seed)
     stars = np.zeros((ny, nx))
-    _gauss_stamps(stars, rng.uniform(5, nx - 5, 30), rng.uniform(5, ny - 5, 30),
+    gauss_stamps(stars, rng.uniform(5, nx - 5, 30), rng.uniform(5, ny - 5, 30),
                   rng.uniform(5e3, 2e5, 30), 1.4)
     data = _noisy(sky_level + disc + stars, seed)
     return data, disc, sky_level, np.sqrt(sky_level + READ_NOISE ** 2)
@@ -227,7 +227,7 @@ def _inclined_disc(shape, centre, h, mu0, q, theta, seed):
     r = np.hypot(np.cos(t) * dx + np.sin(t) * dy, (-np.sin(t) * dx + np.cos(t) * dy) / q)
     objects = mu0 * np.exp(-r / h) + 4 * mu0 * np.exp(-r / (0.12 * h))
     n = 50
-    _gauss_stamps(objects, rng.uniform(10, nx - 10, n), rng.uniform(10, ny - 10, n),
+    gauss_stamps(objects, rng.uniform(10, nx - 10, n), rng.uniform(10, ny - 10, n),
                   rng.uniform(3e3, 3e5, n), 1.5)
     return _noisy(SKY_E + objects, seed + 1)
 

@@ -37,10 +37,10 @@ def charts(tmp_path_factory):
     shape, noise = (200, 200), 0.02
     image = np.zeros(shape)
     xs, ys = [40.3, 80.7, 120.2, 160.9, 60.4, 140.6], [50.2, 150.8, 60.1, 140.4, 100.3, 100.7]
-    demo._gauss_stamps(image, xs, ys, [40, 80, 120, 160, 60, 100], 2.0)
+    demo.gauss_stamps(image, xs, ys, [40, 80, 120, 160, 60, 100], 2.0)
     image += rng.normal(0, noise, shape)
     _, regions = hii.find_regions(image, np.full(shape, noise))
-    wcs = demo._make_wcs(demo.GALAXY["ra"], demo.GALAXY["dec"], (100.5, 100.5))
+    wcs = demo.make_wcs(demo.GALAXY["ra"], demo.GALAXY["dec"], (100.5, 100.5))
     cat = hii.catalogue(regions, wcs=wcs, galaxy=demo.GALAXY,
                         flux_per_rate=demo.HALPHA_CGS_PER_RATE)
     out = tmp_path_factory.mktemp("charts")

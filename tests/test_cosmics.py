@@ -14,14 +14,14 @@ from scipy import ndimage
 
 from redux_helpers import cosmics, demo
 from redux_helpers.cosmics import detect_cosmics, detect_many, fill_nearest
-from redux_helpers.demo import _gauss_stamps
+from redux_helpers.demo import gauss_stamps
 
 
 @pytest.fixture(scope="module")
 def frame():
     rng = np.random.default_rng(7)
     truth = np.full((200, 200), 3000.0)
-    _gauss_stamps(truth, rng.uniform(10, 190, 40), rng.uniform(10, 190, 40),
+    gauss_stamps(truth, rng.uniform(10, 190, 40), rng.uniform(10, 190, 40),
                   rng.uniform(2e4, 5e5, 40), 1.4)
     data = rng.poisson(truth).astype(float) + rng.normal(0, 9.0, truth.shape)
     cr = np.zeros(truth.shape, bool)
@@ -93,7 +93,7 @@ def test_fill_nearest():
 # ---- the goal, against the truth ---------------------------------------------------
 def _demo_frame():
     """A 300 s R frame of the 1024² demo night in electrons: data, truth."""
-    night = demo._Night(demo.DemoConfig(size=1024))
+    night = demo.Night(demo.DemoConfig(size=1024))
     t, fwhm = demo.EXPTIME["R"], 3.2
     model = (night.scene("R", seeing_fwhm=fwhm) + demo.SKY_RATE["R"]) * t
     rng = np.random.default_rng(3)
@@ -113,7 +113,7 @@ def _other_frame(size=512, fwhm=2.4, n_star=300, sky=800.0, read_noise=5.0, seed
     x, y = rng.uniform(4, size - 4, n_star), rng.uniform(4, size - 4, n_star)
     flux = 10 ** rng.uniform(3.0, 6.2, n_star)
     sig = fwhm / 2.3548
-    _gauss_stamps(model, x, y, flux, sig)
+    gauss_stamps(model, x, y, flux, sig)
     data = rng.poisson(model) + rng.normal(0, read_noise, model.shape)
     deposit = np.zeros(model.shape)
     for _ in range(1600):           # tracks of 1-11 pixels, 300-20000 e- per pixel
@@ -189,7 +189,7 @@ def test_check_seeds_on_known_shapes():
     """The exact seed test keeps a hit and takes back a star's core flagged by mistake."""
     rng = np.random.default_rng(5)
     img = np.full((41, 41), 1000.0)
-    _gauss_stamps(img, [12.0], [12.0], [1e5], 1.2)    # a star, FWHM 2.8 px
+    gauss_stamps(img, [12.0], [12.0], [1e5], 1.2)    # a star, FWHM 2.8 px
     img = rng.poisson(img) + rng.normal(0, 5.0, img.shape)
     img[30, 28] += 3000.0                             # a hit on the sky (~90 sigma)
     flagged = np.zeros(img.shape, bool)
@@ -202,7 +202,7 @@ def test_check_seeds_on_known_shapes():
 
 def test_star_like_on_known_shapes():
     star = np.zeros((21, 21), np.float32)
-    _gauss_stamps(star, [10.0], [10.0], [1e5], 1.2)   # FWHM 2.8 px, peak ~11 000 e-
+    gauss_stamps(star, [10.0], [10.0], [1e5], 1.2)   # FWHM 2.8 px, peak ~11 000 e-
     track = np.zeros((21, 21), np.float32)
     track[10, 8:12] = [3000.0, 5000.0, 4000.0, 6000.0]  # a horizontal track
     core = np.zeros((21, 21), bool)
@@ -223,7 +223,7 @@ def test_isolated_hits_skips_a_bright_hit_beside_a_star():
     """03's and 06's cut-out sites: the brightest hit sat on a star's flank (issue 15)."""
     rng = np.random.default_rng(5)
     scene = np.full((120, 120), 1500.0)
-    _gauss_stamps(scene, np.array([50.0]), np.array([40.0]), np.array([8e5]), 1.5)  # peak ~6e4
+    gauss_stamps(scene, np.array([50.0]), np.array([40.0]), np.array([8e5]), 1.5)  # peak ~6e4
     data = rng.poisson(scene).astype(float)
     cr = np.zeros(scene.shape, bool)
     sites = {"beside the star": (40, 56), "empty sky": (90, 30), "fainter, empty": (20, 95),

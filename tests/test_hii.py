@@ -26,7 +26,7 @@ XC, YC = 511.8, 510.1             # the 1024-pixel demo's galaxy centre (0-based
 
 
 def demo_wcs(rotation_deg=0.0, centre=(XC, YC)):
-    return demo._make_wcs(demo.GALAXY["ra"], demo.GALAXY["dec"],
+    return demo.make_wcs(demo.GALAXY["ra"], demo.GALAXY["dec"],
                           (centre[0] + 1, centre[1] + 1), rotation_deg)
 
 
@@ -41,7 +41,7 @@ def mirrored_wcs(centre=(XC, YC), rotation_deg=0.0):
 
 
 def demo_formula(x, y, x0, y0, pa_deg, inc_deg):
-    """The demo's own galaxy frame (demo._Night.galaxy_rate)."""
+    """The demo's own galaxy frame (demo.Night.galaxy_rate)."""
     pa, inc = np.deg2rad(pa_deg), np.deg2rad(inc_deg)
     dx, dy = x - x0, y - y0
     u_ = -np.sin(pa) * dx + np.cos(pa) * dy
@@ -62,7 +62,7 @@ def region_field(seed=0, n=25, size=200, noise=NOISE, min_sep=9.0):
     xs, ys = np.array(xs), np.array(ys)
     sig = np.hypot(rng.uniform(1.0, 2.2, n), SIG_SEEING)
     rate = np.exp(rng.uniform(np.log(20.0), np.log(400.0), n))
-    clean = demo._gauss_stamps(np.zeros((size, size)), xs, ys, rate, sig)
+    clean = demo.gauss_stamps(np.zeros((size, size)), xs, ys, rate, sig)
     image = clean + rng.normal(0.0, noise, clean.shape)
     return image, np.full(clean.shape, noise), {"x": xs, "y": ys, "rate": rate, "sigma": sig}
 
@@ -84,7 +84,7 @@ def line_scene(rng, s=0.08, q=0.9):
     """Continuum disk + two line regions through the Hα and R filters, with noise."""
     yy, xx = np.mgrid[0:128, 0:128].astype(float)
     cont = 40.0 * np.exp(-np.hypot(xx - 64.3, yy - 63.6) / 12.0)
-    line = demo._gauss_stamps(np.zeros((128, 128)), [50.2, 80.7], [70.1, 52.4],
+    line = demo.gauss_stamps(np.zeros((128, 128)), [50.2, 80.7], [70.1, 52.4],
                               [400.0, 150.0], [2.0, 1.6])
     ha_true, r_true = s * cont + line, cont + q * line
     ha_unc = np.sqrt((ha_true + 1.5) / 2400.0 + 4 * 81 / 2400.0 ** 2)
@@ -161,7 +161,7 @@ def test_galaxy_frame_is_the_demo_formula():
 
 
 def test_galaxy_frame_gives_the_demo_regions_their_disk_radius():
-    night = demo._Night(demo.DemoConfig(size=256))
+    night = demo.Night(demo.DemoConfig(size=256))
     g = demo.GALAXY
     _, _, r = hii.galaxy_frame(night.hii["x"], night.hii["y"], night.xc, night.yc,
                                g["pa_deg"], g["inclination_deg"], wcs=night.ref_wcs)
@@ -296,7 +296,7 @@ def test_find_regions_threshold_is_a_significance_in_the_smoothed_image():
     image = rng.normal(0.0, NOISE, (120, 120))
     sigma = math.hypot(1.5, SIG_SEEING)
     per_sigma = expected_significance(1.0, sigma)        # significance of 1 e-/s
-    demo._gauss_stamps(image, [30.4, 90.2], [60.3, 60.7],
+    demo.gauss_stamps(image, [30.4, 90.2], [60.3, 60.7],
                        [12.0 / per_sigma, 2.0 / per_sigma], sigma)
     _, t = hii.find_regions(image, np.full(image.shape, NOISE))
     assert len(t) == 1
@@ -322,7 +322,7 @@ def test_find_regions_on_noise_or_excluded_pixels_finds_nothing():
 
 def test_demo_scene_regions_after_continuum_subtraction():
     """The demo's own scene: galaxy, stars and HII regions, through both filters."""
-    night = demo._Night(demo.DemoConfig(size=256))
+    night = demo.Night(demo.DemoConfig(size=256))
     rng = np.random.default_rng(5)
     stacks = []
     for filt, n in (("Ha", 4), ("R", 4)):
@@ -358,7 +358,7 @@ def axis_regions():
     xs = [x0 - 60 * sp, x0 + 30 * cp]
     ys = [y0 + 60 * cp, y0 + 30 * sp]
     rng = np.random.default_rng(9)
-    image = demo._gauss_stamps(np.zeros((200, 200)), xs, ys, [300.0, 120.0], [2.0, 1.8])
+    image = demo.gauss_stamps(np.zeros((200, 200)), xs, ys, [300.0, 120.0], [2.0, 1.8])
     image += rng.normal(0.0, NOISE, image.shape)
     _, t = hii.find_regions(image, np.full(image.shape, NOISE))
     assert len(t) == 2
@@ -447,7 +447,7 @@ SIG = SEEING / (2 * math.sqrt(2 * math.log(2)))
 
 
 def test_saturated_cores_are_holes_ringed_by_light():
-    image = demo._gauss_stamps(np.zeros((100, 100)), [40.3], [60.7], [1e5], SIG)
+    image = demo.gauss_stamps(np.zeros((100, 100)), [40.3], [60.7], [1e5], SIG)
     bad = image > 2000.0                        # the saturated core
     bad[:, :3] = True                           # a no-data border: not a star
     bad[10:12, 80:82] = True                    # a hole on empty sky: not a star
@@ -462,7 +462,7 @@ def test_star_radii_is_where_a_gaussian_falls_below_the_noise():
     assert r[1] == r[2] == 3.0 and np.isnan(r[3])
     assert hii.star_radii(10.0, 1.0, fwhm=SEEING, core=4.0, pad=0.0)[0] == pytest.approx(
         math.sqrt(16 + 2 * SIG ** 2 * math.log(10.0)))
-    image = demo._gauss_stamps(np.zeros((60, 60)), [30.0], [30.0], [2 * math.pi * SIG ** 2 * 100],
+    image = demo.gauss_stamps(np.zeros((60, 60)), [30.0], [30.0], [2 * math.pi * SIG ** 2 * 100],
                                SIG)
     mask = hii.discs(image.shape, [30.0], [30.0], hii.star_radii(100.0, 1.0, fwhm=SEEING, pad=0))
     assert image[~mask].max() <= 1.05 and image[mask].min() >= 0.9
@@ -485,7 +485,7 @@ def test_galaxy_extent_is_the_galaxy_not_the_star():
     rng = np.random.default_rng(4)
     yy, xx = np.mgrid[0:200, 0:200]
     image = 50.0 * np.exp(-np.hypot(xx - 70, yy - 70) / 12.0)
-    demo._gauss_stamps(image, [170.0], [170.0], [5e4], SIG)
+    demo.gauss_stamps(image, [170.0], [170.0], [5e4], SIG)
     image += rng.normal(0.0, 1.0, image.shape)
     ext = hii.galaxy_extent(image, 70, 70, sky_rms=1.0, smooth=5.0, nsigma=3.0)
     assert ext[70, 70] and ext[70, 110] and not ext[170, 170] and not ext[10, 190]
@@ -494,7 +494,7 @@ def test_galaxy_extent_is_the_galaxy_not_the_star():
 
 def test_region_sums_are_the_kron_sums_of_find_regions():
     rng = np.random.default_rng(5)
-    image = demo._gauss_stamps(np.zeros((150, 150)), [40.2, 100.7], [50.3, 90.1], [200.0, 80.0],
+    image = demo.gauss_stamps(np.zeros((150, 150)), [40.2, 100.7], [50.3, 90.1], [200.0, 80.0],
                                [2.0, 1.6])
     image += rng.normal(0.0, 0.02, image.shape)
     unc = np.full(image.shape, 0.02)

@@ -1,6 +1,6 @@
 """Aperture photometry and the standard-star calibration against known answers.
 
-Stars are Gaussians of known total flux (`_gauss_stamps`, which samples the profile at
+Stars are Gaussians of known total flux (`gauss_stamps`, which samples the profile at
 pixel centres) on Gaussian noise of known sigma. Aperture sums with exact pixel
 overlap treat each pixel as uniform over its area, i.e. they integrate the sampled
 profile convolved with the pixel box; the light of a Gaussian of sigma ``s`` inside
@@ -15,7 +15,7 @@ import pytest
 from astropy.wcs import WCS
 
 from redux_helpers import demo, masks, photometry
-from redux_helpers.demo import _gauss_stamps, _make_wcs
+from redux_helpers.demo import gauss_stamps, make_wcs
 from redux_helpers.errors import ReduxError
 from redux_helpers.photometry import (
     aperture_correction,
@@ -35,7 +35,7 @@ NOISE = 1.0
 
 
 def _enclosed(flux, r, s=SIGMA_PSF):
-    """Light of a `_gauss_stamps` star within r, as exact-overlap aperture sums see it."""
+    """Light of a `gauss_stamps` star within r, as exact-overlap aperture sums see it."""
     return flux * (1.0 - np.exp(-r * r / (2.0 * (s * s + 1.0 / 12.0))))
 
 
@@ -48,7 +48,7 @@ def _grid(n_side, spacing, rng, jitter=3.0):
 
 def _image(xs, ys, fluxes, size, rng, *, poisson=False):
     """Stars on noise of sigma NOISE: (image, uncertainty, noiseless model)."""
-    model = _gauss_stamps(np.zeros((size, size)), xs, ys, fluxes, SIGMA_PSF)
+    model = gauss_stamps(np.zeros((size, size)), xs, ys, fluxes, SIGMA_PSF)
     unc = np.sqrt(NOISE ** 2 + (np.clip(model, 0, None) if poisson else np.zeros_like(model)))
     return model + rng.normal(size=model.shape) * unc, unc, model
 
@@ -366,7 +366,7 @@ def test_fit_zero_point_needs_two_stars():
 
 
 def test_match_catalog_pairs_one_to_one():
-    wcs = _make_wcs(314.25, 0.35, (101.0, 101.0))
+    wcs = make_wcs(314.25, 0.35, (101.0, 101.0))
     rng = np.random.default_rng(25)
     x, y = rng.uniform(10, 190, 12), rng.uniform(10, 190, 12)
     sky = wcs.pixel_to_world(x, y)
@@ -428,8 +428,8 @@ def test_seeing_fwhm_finds_the_stars_not_the_knots():
     rng = np.random.default_rng(2)
     image = np.zeros((300, 300))
     xs, ys = rng.uniform(20, 280, 40), rng.uniform(20, 280, 40)
-    demo._gauss_stamps(image, xs[:15], ys[:15], np.full(15, 3000.0), SIG)          # stars
-    demo._gauss_stamps(image, xs[15:], ys[15:], rng.uniform(2000, 4000, 25),
+    demo.gauss_stamps(image, xs[:15], ys[:15], np.full(15, 3000.0), SIG)          # stars
+    demo.gauss_stamps(image, xs[15:], ys[15:], rng.uniform(2000, 4000, 25),
                        rng.uniform(1.2, 2.5, 25) * SIG)                            # knots
     image += rng.normal(0.0, 1.0, image.shape)
     fwhm, n, xy = photometry.seeing_fwhm(image, np.ones_like(image), guess=5.0)
@@ -443,7 +443,7 @@ def test_seeing_fwhm_finds_the_stars_not_the_knots():
 def test_fit_fwhms_tells_a_star_from_a_knot_on_a_slope():
     yy, xx = np.mgrid[0:80, 0:80]
     image = 0.5 * xx + 20.0                                    # a galaxy's gradient
-    demo._gauss_stamps(image, [25.3, 55.6], [40.2, 39.8], [500.0, 500.0], [SIG, 2.0 * SIG])
+    demo.gauss_stamps(image, [25.3, 55.6], [40.2, 39.8], [500.0, 500.0], [SIG, 2.0 * SIG])
     fw = photometry.fit_fwhms(image, [25.3, 55.6], [40.2, 39.8], fwhm=SEEING)
     # a pixel-integrated Gaussian fitted to a sampled one: ~2 % narrower
     assert fw[0] == pytest.approx(SEEING, rel=0.05) and fw[1] > 1.8 * SEEING

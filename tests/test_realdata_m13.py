@@ -26,7 +26,7 @@ from astropy.io import fits
 from astropy.stats import mad_std, sigma_clipped_stats
 from scipy import ndimage
 
-from redux_helpers.demo import _gauss_stamps
+from redux_helpers.demo import gauss_stamps
 from redux_helpers.register import (
     RegistrationError,
     Transform,
@@ -66,7 +66,7 @@ def _faint_frame(shift=(0.0, 0.0), *, seed=0, shape=(300, 400), stars=True):
     img = np.full(shape, SKY)
     if stars:
         sigma = 1.8
-        _gauss_stamps(img, sx - shift[0], sy - shift[1], peak * 2 * np.pi * sigma ** 2, sigma)
+        gauss_stamps(img, sx - shift[0], sy - shift[1], peak * 2 * np.pi * sigma ** 2, sigma)
     fixed, _ = _detector(shape)
     return img + fixed + np.random.default_rng(100 + seed).normal(0, NOISE, shape)
 

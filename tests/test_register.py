@@ -6,7 +6,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from redux_helpers.calibrate import FrameReader
-from redux_helpers.demo import _gauss_stamps
+from redux_helpers.demo import gauss_stamps
 from redux_helpers.register import (
     RegistrationError,
     Transform,
@@ -27,7 +27,7 @@ def _field(transform: Transform, seed=11, n=60):
     flux = 10 ** rng.uniform(3.5, 5.5, n)
     fx, fy = transform.inverse(sx, sy)
     img = np.full(SHAPE, 200.0)
-    _gauss_stamps(img, fx, fy, flux, 1.5)
+    gauss_stamps(img, fx, fy, flux, 1.5)
     noise = np.random.default_rng(seed + 1)
     return noise.poisson(img).astype(float)
 

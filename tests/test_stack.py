@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from redux_helpers import masks
-from redux_helpers.demo import _gauss_stamps
+from redux_helpers.demo import gauss_stamps
 from redux_helpers.errors import ReduxError
 from redux_helpers.register import Transform
 from redux_helpers.stack import ResampledStore, combine_stack, resample
@@ -29,7 +29,7 @@ def test_identity_and_half_pixel_variance():
 
 def test_flux_is_conserved_through_shift_and_scale():
     img = np.zeros((80, 80))
-    _gauss_stamps(img, [30.0], [35.0], [1000.0], 2.0)
+    gauss_stamps(img, [30.0], [35.0], [1000.0], 2.0)
     moved = resample(img, img * 0 + 1, None, _shift(6.3, -4.7), (80, 80))
     assert abs(np.nansum(moved.data) - 1000.0) < 1.0
     # a frame with pixels twice as large (scale 2): the same flux over 4x the pixels
