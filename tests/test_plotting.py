@@ -46,3 +46,50 @@ def test_small_image_is_drawn_pixel_for_pixel():
     assert ax.images[0].get_extent() == [9.5, 59.5, 19.5, 59.5]
     assert ax.get_xlabel() == "x [pixel]"
     plt.close(fig)
+
+
+def test_qa_zero_point_panel_draws_the_fitted_line_through_the_standards():
+    """11's zero-point panel: the line is ZP - k X, the star meets it at airmass 0."""
+    from astropy.table import Table
+
+    from redux_helpers.qa import figures
+
+    x = np.array([1.1, 1.6, 2.2])
+    std = Table({"filter": ["R"] * 3, "airmass": x, "m_cat": [15.0, 15.2, 15.4],
+                 "m_inst": 15.0 - (25.0 - 0.1 * x), "m_inst_err": [0.01] * 3})
+    zps = Table({"filter": ["R"], "zp": [25.0], "k": [0.1], "zp_err": [0.004]})
+    reg = Table({"file": ["a.fits", "b.fits"], "filter": ["R", "R"], "residual_px": [0.05, 0.31]})
+    fig = figures.registration_and_zero_points(reg, std, zps, warn_px=0.25)
+    ax_reg, ax_zp = fig.axes
+    assert np.allclose(ax_reg.collections[0].get_offsets()[:, 1], [0.05, 0.31])
+    assert ax_reg.lines[0].get_ydata()[0] == 0.25                   # the warn line
+    line = [ln for ln in ax_zp.lines if len(ln.get_xdata()) == 10][0]
+    assert np.allclose(line.get_ydata(), 25.0 - 0.1 * line.get_xdata())
+    star = [ln for ln in ax_zp.lines if ln.get_marker() == "*"][0]
+    assert star.get_xdata()[0] == 0 and star.get_ydata()[0] == 25.0
+    # the standards' points are m_cat - m_inst
+    points = ax_zp.containers[0].lines[0]
+    assert np.allclose(points.get_ydata(), std["m_cat"] - std["m_inst"])
+    assert figures.registration_and_zero_points(None, None, None, warn_px=0.25) is None
+    plt.close(fig)
+
+
+def test_qa_nebulae_figure_moves_each_nebula_from_before_to_after():
+    from astropy.table import Table
+
+    from redux_helpers import qa
+    from redux_helpers.qa import figures
+
+    neb = Table({"id": [1, 2, 3], "flux_muse": [1.0, 2.0, 4.0], "flux_before": [1.5, 3.0, 6.0],
+                 "flux_ours": [1.0, 2.1, 3.9]})
+    stats = {"before": qa.comparison_stats(neb, "flux_before", "flux_muse"),
+             "after": qa.comparison_stats(neb, "flux_ours", "flux_muse")}
+    assert abs(stats["before"]["median"] - 1.5) < 1e-12
+    fig = figures.nebulae_figure(neb, stats, unit="erg / (s cm2)")
+    moves = [ln for ln in fig.axes[1].lines if len(ln.get_xdata()) == 2 and ln.get_ydata()[0] == 1]
+    assert [tuple(np.round(m.get_xdata(), 3)) for m in moves] == [(1.5, 1.0), (1.5, 1.05),
+                                                                 (1.5, 0.975)]
+    assert "bias +50.0%" in fig.axes[1].get_legend().get_texts()[0].get_text()
+    chart = figures.nebulae_chart(neb, unit="erg / (s cm2)")
+    assert list(chart.data[0].y) == [1.0, 1.05, 0.975] and chart.data[0].text[2] == "nebula 3"
+    plt.close(fig)
