@@ -139,7 +139,7 @@ def _products(root: Path, step: str) -> dict:
     return files
 
 
-def write_record(root: Path, step: str, fingerprint: str, seconds: float):
+def write_record(root: Path, step: str, *, fingerprint: str, seconds: float):
     """Record a finished step (written whole, after its products)."""
     rec = {"step": step, "fingerprint": fingerprint, "seconds": round(seconds, 2),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "products": _products(root, step)}

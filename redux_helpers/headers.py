@@ -202,7 +202,7 @@ def binning(header) -> str:
     return "1x1"
 
 
-def number(header, keys, settings: dict | None = None, setting: str | None = None):
+def number(header, keys, *, settings: dict | None = None, setting: str | None = None):
     """A number from the first of ``keys``, else the manifest ``setting``, else None."""
     v = first(header, keys)
     if v is None and settings and setting:
@@ -296,13 +296,13 @@ def camera_keyword(header, quantity: str) -> tuple:
 def gain(header, settings=None):
     """e-/ADU: a `CAMERA_KEYWORDS` gain keyword, else the manifest's ``gain``, else None."""
     v = camera_keyword(header, "gain")[0]
-    return v if v is not None else number({}, (), settings, "gain")
+    return v if v is not None else number({}, (), settings=settings, setting="gain")
 
 
 def read_noise(header, settings=None):
     """Read noise in e-: a `CAMERA_KEYWORDS` keyword, else the manifest's ``read_noise``."""
     v = camera_keyword(header, "read_noise")[0]
-    return v if v is not None else number({}, (), settings, "read_noise")
+    return v if v is not None else number({}, (), settings=settings, setting="read_noise")
 
 
 def camera(header, settings=None) -> dict:
@@ -331,7 +331,7 @@ def saturation(header, settings=None) -> float:
     integer range (65535 for ``BITPIX=16`` with ``BZERO=32768``, 32767 without), else
     infinity for floating-point data.
     """
-    v = number(header, ("SATURATE", "SATLEVEL"), settings, "saturate")
+    v = number(header, ("SATURATE", "SATLEVEL"), settings=settings, setting="saturate")
     if v is not None:
         return v
     bitpix = int(header.get("BITPIX", -32))

@@ -373,7 +373,7 @@ def _run_step(run, step, kernel):
             raise _no_space(root, step) from None
         raise
     dt = time.perf_counter() - t0
-    fingerprint.write_record(root, step, fps[step], dt)
+    fingerprint.write_record(root, step, fingerprint=fps[step], seconds=dt)
     if on_step:
         on_step(step, "done", dt)
         for line in step_notes(root, step):

@@ -54,7 +54,7 @@ def test_current_means_same_fingerprint_and_products_all_there(tmp_path):
     (root / "01_superbias").mkdir(parents=True)
     product = root / "01_superbias" / "superbias.fits"
     product.write_bytes(b"x" * 2880)
-    fingerprint.write_record(root, "01_superbias", "abc", 1.5)
+    fingerprint.write_record(root, "01_superbias", fingerprint="abc", seconds=1.5)
     assert fingerprint.is_current(root, "01_superbias", "abc")
     assert not fingerprint.is_current(root, "01_superbias", "abd")
     product.write_bytes(b"x" * 5760)                         # changed since
