@@ -51,10 +51,16 @@ class GainError(ReduxError):
     """The gain and read noise can't be measured; the message names the manifest lines."""
 
 
-def refusal(why: str) -> GainError:
-    """The error to raise when the gain can't be measured, naming the manifest lines."""
+PLACE = "under the target in data_manifest.yaml"   # when the caller names no target
+
+
+def refusal(why: str, *, place=None) -> GainError:
+    """The error to raise when the gain can't be measured, naming the manifest lines.
+
+    ``place`` says where they go (`redux_helpers.manifest.Target.place`).
+    """
     msg = (f"the gain and read noise can't be measured: {why}. Measure them another way "
-           f"and add `{MANIFEST_LINES}` under the target in data_manifest.yaml")
+           f"and add `{MANIFEST_LINES}` {place or PLACE}")
     return GainError(msg)
 
 
@@ -313,7 +319,7 @@ def missing(inv):
     return ok[bad]
 
 
-def check_camera(inv, problems=None, **plan_options):
+def check_camera(inv, problems=None, *, place=None, **plan_options):
     """What notebook 00 says about the gain and read noise, and the problems it adds.
 
     Parameters
@@ -322,6 +328,8 @@ def check_camera(inv, problems=None, **plan_options):
         The inventory (`inventory.build_inventory`).
     problems : `~astropy.table.Table`, optional
         `inventory.find_problems`'s table, to which the camera's problems are added.
+    place : str, optional
+        Where the manifest lines go, for the message (`redux_helpers.manifest.Target.place`).
     **plan_options
         Passed to `plan`.
 
@@ -354,7 +362,7 @@ def check_camera(inv, problems=None, **plan_options):
             note = "no gain/read noise in the headers or the manifest, and 02 can't measure it"
             rows.append(("error", "", f"{len(lacking)} frame(s) have no gain/read noise in "
                          f"the headers or the manifest, and 02 can't measure it: {p.why_not}",
-                         f"add `{MANIFEST_LINES}` under the target in data_manifest.yaml"))
+                         f"add `{MANIFEST_LINES}` {place or PLACE}"))
         else:
             note = (f"no gain/read noise in the headers: 02 will measure it from "
                     f"{p.n_bias_pairs} bias and {p.n_flat_pairs} flat pairs")
@@ -420,14 +428,13 @@ def fill_inventory(inv, camera) -> Table:
     return out
 
 
-def require_camera(inv, *, what="this step"):
+def require_camera(inv, *, what="this step", place=None):
     """Raise a `GainError` naming the manifest lines when a frame still has no gain."""
     lacking = missing(inv)
     if len(lacking):
         names = ", ".join(str(f) for f in lacking["file"][:5]) + (" ..." if len(lacking) > 5 else "")
         msg = (f"{len(lacking)} frame(s) have no gain or read noise ({names}), which "
                f"{what} needs: the headers don't give them, and 02_superflat did not measure "
-               f"them (run it first). Or add `{MANIFEST_LINES}` under the target in "
-               "data_manifest.yaml")
+               f"them (run it first). Or add `{MANIFEST_LINES}` {place or PLACE}")
         raise GainError(msg)
     return inv

@@ -107,6 +107,11 @@ class Target:
         """A setting of this target (per-target value, else the manifest default)."""
         return self.settings.get(key, default)
 
+    @property
+    def place(self) -> str:
+        """Where a line for this target goes, for messages: ``under `m13:` in /path/night.yaml``."""
+        return f"under `{self.name}:` in {self.manifest}"
+
 
 def _typename(t) -> str:
     if t == NUMBER:

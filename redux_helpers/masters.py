@@ -50,7 +50,7 @@ def read_camera(paths) -> Table | None:
     return Table.read(p, format="ascii.ecsv") if p.is_file() else None
 
 
-def read_inventory(paths, *, need_camera=True) -> Table:
+def read_inventory(paths, *, need_camera=True, place=None) -> Table:
     """00's inventory with the gain and read noise 02 measured where the headers had none.
 
     Every notebook after 02 reads the inventory through this, so none sees a NaN gain.
@@ -59,7 +59,7 @@ def read_inventory(paths, *, need_camera=True) -> Table:
     them) the NaNs stay.
     """
     inv = fill_inventory(read_table(paths.inventory), read_camera(paths))
-    return require_camera(inv) if need_camera else inv
+    return require_camera(inv, place=place) if need_camera else inv
 
 
 #: Masters kept by `load_masters` (a night's superbias, superdarks and superflats).

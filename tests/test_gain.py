@@ -401,7 +401,8 @@ def test_night_that_cant_be_measured_stops_at_00_naming_the_manifest_lines(tmp_p
     text = str(exc.value)
     assert "no gain/read noise in the headers or the manifest" in text
     assert "two bias frames or more, and there is 1" in text
-    assert "`gain: <e-/ADU>` and `read_noise: <e->` under the target" in text
+    # the lines go under this target, in this manifest (not "data_manifest.yaml")
+    assert f"`gain: <e-/ADU>` and `read_noise: <e->` under `night:` in {manifest}" in text
     # the two lines added: the manifest's numbers are used, and written with their source
     manifest = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": "raw", "gain": 2.5,
                                                               "read_noise": 7.0}})
