@@ -83,13 +83,26 @@ class GainMeasurement:
     pairs: Table = field(repr=False)   # one row per flat pair: signal, variance, gain
 
 
-def _region(shape, fraction, tiles):
-    """Slices of ``tiles`` x ``tiles`` sub-regions covering the central ``fraction``."""
+#: A tile's side is at most this (its centre is used): 65 536 pixels measure a variance to
+#: 0.6 %, and on a 2048² chip the measurement then reads 0.39 of the pixels it would.
+MAX_TILE_SIDE = 256
+
+
+def _region(shape, fraction, tiles, max_side=MAX_TILE_SIDE):
+    """Slices of ``tiles`` x ``tiles`` sub-regions spread over the central ``fraction``.
+
+    Each is the centre, at most ``max_side`` pixels a side, of its share of that region.
+    """
     ny, nx = shape
     y0, x0 = int(ny * (1 - fraction) / 2), int(nx * (1 - fraction) / 2)
     ys = np.linspace(y0, ny - y0, tiles + 1).astype(int)
     xs = np.linspace(x0, nx - x0, tiles + 1).astype(int)
-    return [(slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1]))
+
+    def centre(lo, hi):
+        cut = max(0, (hi - lo - max_side) // 2)
+        return slice(lo + cut, hi - cut)
+
+    return [(centre(ys[i], ys[i + 1]), centre(xs[j], xs[j + 1]))
             for i in range(tiles) for j in range(tiles)]
 
 
@@ -243,11 +256,11 @@ def _image_area(frame, sections):
     One level per frame, not one per row: a row's median of a few overscan columns has
     noise of its own, which would add to the read noise measured.
     """
-    frame = np.asarray(frame, float)
+    frame = np.asarray(frame)
     if sections is None:
-        return frame
+        return frame.astype(float)
     (by, bx), (ty, tx) = sections
-    return frame[ty, tx] - np.median(frame[by, bx])
+    return frame[ty, tx].astype(float) - np.median(frame[by, bx].astype(float))
 
 
 def _are(n, verb):
