@@ -284,3 +284,18 @@ def scaled_flat_readers(flats, *, raw_dir, settings, bias, dark_table, temp_tole
             reader.close()
         raise
     return readers, levels, dfile
+
+
+def one_flat_uncertainty(flat, level, read_noise):
+    """The uncertainty of a superflat made of a single flat: its photon and read noise.
+
+    With one frame there is no scatter to measure the combine's standard error from
+    (`redux_helpers.combine.combine_readers` leaves it NaN). A pixel of the normalised
+    flat ``f`` held ``f * level`` electrons, so its one-sigma error is
+    ``sqrt(f * level + read_noise**2) / level``.
+
+    >>> float(one_flat_uncertainty(np.array([1.0]), 10000.0, 0.0)[0])
+    0.01
+    """
+    f = np.clip(np.asarray(flat, np.float64), 0, None)
+    return (np.sqrt(f * level + float(np.nan_to_num(read_noise)) ** 2) / level).astype(np.float32)
