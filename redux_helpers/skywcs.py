@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_area
 
@@ -51,3 +52,17 @@ def pixel_scale_arcsec(wcs) -> float:
     """Side of a pixel on the sky in arcsec: the square root of its area at the reference pixel."""
     w = celestial_wcs(wcs, required=True)
     return math.sqrt(proj_plane_pixel_area(w)) * 3600.0
+
+
+def world_of(w, x, y):
+    """(lon, lat) in degrees of pixels (0-based x, y) of a celestial WCS, whatever its axis order."""
+    values = w.pixel_to_world_values(x, y)
+    return np.asarray(values[w.wcs.lng], float), np.asarray(values[w.wcs.lat], float)
+
+
+def pixel_of(w, lon, lat):
+    """Pixel (x, y), 0-based, of sky points (degrees) in a celestial WCS, whatever its axis order."""
+    args = [None, None]
+    args[w.wcs.lng], args[w.wcs.lat] = lon, lat
+    x, y = w.world_to_pixel_values(*args)
+    return np.asarray(x, float), np.asarray(y, float)
