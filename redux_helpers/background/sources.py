@@ -1,0 +1,154 @@
+"""Finding the objects to leave out of the sky: `detect` (segmentation above the smoothed sky noise) and `source_mask`."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+from astropy.stats import SigmaClip
+
+from ..errors import ReduxError
+from ..smoothing import smooth
+from .constants import MIN_SKY_PIXELS
+
+log = logging.getLogger(__name__)
+
+def _as_image(data, mask, what="data"):
+    """(float64 copy of ``data``, bool array of unusable pixels); raises on no data."""
+    data = np.array(data, dtype=np.float64)
+    if data.ndim != 2:
+        msg = f"{what} must be a 2-D image; got an array of shape {data.shape}"
+        raise ValueError(msg)
+    bad = ~np.isfinite(data)
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != data.shape:
+            msg = f"mask has shape {mask.shape} but {what} has shape {data.shape}"
+            raise ValueError(msg)
+        bad |= mask
+    if bad.all():
+        msg = (f"{what} has no usable pixel (all NaN or masked): check the frame and its "
+               "MASK plane from the calibration")
+        raise ReduxError(msg)
+    return data, bad
+
+
+def _threshold(work, ignore, nsigma):
+    """photutils' ``detect_threshold`` as one number: clipped mean + nsigma x clipped std.
+
+    The statistics are taken on every second pixel of every second row: in a smoothed
+    image neighbours are correlated, so a quarter of the pixels gives the same level to
+    a fraction of its noise, four times faster.
+    """
+    sub, sub_bad = work[::2, ::2], ignore[::2, ::2]
+    if (~sub_bad).sum() < MIN_SKY_PIXELS:
+        sub, sub_bad = work, ignore
+    clipped = SigmaClip(sigma=3.0, maxiters=10)(sub[~sub_bad], masked=False)
+    return float(np.mean(clipped) + nsigma * np.std(clipped))
+
+
+def detect(data, *, mask=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
+    """Find the sources in an image: photutils' segmentation on a smoothed copy.
+
+    The image is smoothed with a Gaussian of ``smooth_fwhm`` pixels (`smooth`: NaN and
+    masked pixels are interpolated over), and every group of at least ``npixels``
+    connected pixels more than ``nsigma`` standard deviations above the (sigma-clipped)
+    sky of the smoothed image is a source. Smoothing lowers the noise, so faint
+    extended light (a galaxy's outskirts) is found as well as stars.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The image, e.g. a calibrated frame in electrons.
+    mask : bool array, optional
+        Pixels to ignore (bad pixels, no data); they never belong to a source.
+    nsigma : float
+        Detection threshold, in standard deviations of the smoothed sky.
+    npixels : int
+        Smallest number of connected pixels above the threshold that is a source.
+    smooth_fwhm : float
+        FWHM in pixels of the Gaussian the image is smoothed with (0: not smoothed).
+
+    Returns
+    -------
+    `~photutils.segmentation.SegmentationImage` or None
+        One label per source; None when nothing is found.
+    """
+    from photutils.segmentation import detect_sources
+    from photutils.utils.exceptions import NoDetectionsWarning
+
+    data, bad = _as_image(data, mask)
+    work = smooth(data, mask=bad, fwhm=smooth_fwhm) if smooth_fwhm and smooth_fwhm > 0 \
+        else np.where(bad, np.nan, data)
+    ignore = bad | ~np.isfinite(work)
+    work = np.where(ignore, 0.0, work)
+    threshold = _threshold(work, ignore, nsigma)
+    with warnings.catch_warnings():       # "no sources found" is an answer, not a problem
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        return detect_sources(work, threshold, npixels, mask=ignore)
+
+
+def source_mask(data, *, mask=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwhm=3.0,
+                except_at=None, segm=None):
+    """Pixels covered by sources (stars, galaxies), grown by ``dilate`` pixels.
+
+    Parameters
+    ----------
+    data : 2-D array
+        The image, e.g. a calibrated frame in electrons.
+    mask : bool array, optional
+        Pixels to ignore (bad pixels, no data). They are not part of the result.
+    nsigma, npixels, smooth_fwhm
+        How sources are detected (see `detect`).
+    dilate : int
+        Every source is grown by this many pixels in every direction (a disc of this
+        radius), so that its faint edge, below the threshold, is masked too.
+    except_at : (float, float), optional
+        Pixel (x, y): the source that covers it is left out of the mask, the others
+        are masked (e.g. the stars around a galaxy whose profile `radial_sky` fits).
+    segm : `~photutils.segmentation.SegmentationImage`, optional
+        The sources `detect` found already (e.g. in the frame before its sky was
+        subtracted): not detected again. ``mask``, ``nsigma``, ``npixels`` and
+        ``smooth_fwhm`` are then not used.
+
+    Returns
+    -------
+    bool array
+        True on a source.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> img = rng.normal(0.0, 1.0, (60, 60))
+    >>> img[28:33, 28:33] += 20.0
+    >>> m = source_mask(img, dilate=2)
+    >>> bool(m[30, 30]), bool(m[30, 34]), bool(m[5, 5])
+    (True, True, False)
+    """
+    if segm is None:
+        segm = detect(data, mask=mask, nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm)
+        if segm is None:
+            log.info("no sources found above %.1f sigma", nsigma)
+    return _mask_of(segm, np.shape(data), dilate=dilate, except_at=except_at)
+
+
+def _mask_of(segm, shape, *, dilate, except_at=None):
+    """`source_mask` from a segmentation already made."""
+    if segm is None:
+        return np.zeros(shape, bool)
+    if except_at is not None:
+        ix, iy = int(round(except_at[0])), int(round(except_at[1]))
+        if 0 <= iy < shape[0] and 0 <= ix < shape[1] and segm.data[iy, ix] > 0:
+            segm = segm.copy()
+            segm.remove_label(int(segm.data[iy, ix]))
+            if segm.n_labels == 0:
+                return np.zeros(shape, bool)
+    if dilate and dilate > 0:
+        r = int(np.ceil(dilate))
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        return segm.make_source_mask(footprint=(xx ** 2 + yy ** 2) <= dilate ** 2)
+    return segm.data > 0
+
+
