@@ -1,0 +1,195 @@
+"""The stars registration uses: `find_stars`, their half-light radii and point-likeness, `despiked`, `refine_centroids`."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+
+
+def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate=None,
+               despike=True, point_like=True):
+    """Detect and centre point sources; return (x, y, flux) of the brightest, 0-based.
+
+    Parameters
+    ----------
+    data : array
+        A calibrated frame (any units; the sky is removed here with sigma-clipped stats).
+    mask : bool array, optional
+        Pixels to ignore (cosmic rays, bad columns, saturated cores).
+    fwhm : float
+        Approximate seeing in pixels.
+    nsigma : float
+        Detection threshold above the sky noise.
+    max_stars : int
+        Keep at most this many, brightest first.
+    saturate : float, optional
+        Stars whose peak exceeds this (in ``data``'s units) are dropped. Stars touching
+        a masked pixel (a saturated core, a cosmic ray, a bad column) are dropped too:
+        their centres would be biased.
+    despike : bool
+        Detect on a running median of the frame (`despiked`), in which a hot pixel or
+        a cosmic ray one or two pixels wide vanishes while a star survives (centres are
+        still measured on the frame itself). On a raw frame the brightest "stars"
+        would otherwise be hot pixels, fixed on the detector, and pattern matching
+        would pair them at zero shift.
+    point_like : bool
+        Keep only sources as compact as the frame's stars (`point_like_sources`): the
+        half-light radius of a knot of a spiral arm, an HII region, a blend or a
+        galaxy's nucleus is larger, and its centre moves with the seeing and with the
+        filter (on the demo's rotated Halpha frame, where most detections are HII
+        regions, such centres put the registration 0.11 px off; stars alone, 0.01 px).
+    """
+    from photutils.detection import DAOStarFinder
+
+    data = np.asarray(data, float)
+    bad = ~np.isfinite(data)
+    if mask is not None:
+        bad |= np.asarray(mask, bool)
+    if bad.all():
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    # the sky level and noise from every 3rd pixel of every 3rd row: as good, 9x faster
+    step = 3 if min(data.shape) >= 300 else 1
+    _, med, std = sigma_clipped_stats(data[::step, ::step], mask=bad[::step, ::step], sigma=3.0)
+    if not np.isfinite(std) or std <= 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    finder = DAOStarFinder(nsigma * std, fwhm, exclude_border=True,
+                           peak_max=None if saturate is None else saturate - med)
+    clean = (np.where(bad, med, data) - med).astype(np.float32)
+    detect = despiked(clean) if despike else clean
+    with warnings.catch_warnings():      # "no sources found" is an answer here
+        warnings.simplefilter("ignore")
+        found = finder(detect, mask=bad)
+    if found is None or len(found) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    found = found[~_touches(bad, found["x_centroid"], found["y_centroid"],
+                            max(int(round(fwhm)), 1))]
+    found.sort("flux", reverse=True)
+    local = minus_local_background(clean, fwhm=fwhm)     # once, for centres and radii
+    x, y = refine_centroids(local, found["x_centroid"], found["y_centroid"], fwhm=fwhm,
+                            background_subtracted=True)
+    flux = np.asarray(found["flux"], float)
+    if point_like:
+        keep = point_like_sources(local, x, y, fwhm=fwhm, background_subtracted=True)
+        x, y, flux = x[keep], y[keep], flux[keep]
+    return x[:max_stars], y[:max_stars], flux[:max_stars]
+
+
+def minus_local_background(data, *, fwhm=3.5):
+    """``data`` (float32) less its local background: `sep.Background` in boxes of ~9 FWHM.
+
+    A star's centre or size measured on a galaxy's slope would lean uphill without it.
+    """
+    import sep
+
+    d = np.ascontiguousarray(data, dtype=np.float32)
+    box = max(16, int(round(9 * fwhm)))
+    return d - sep.Background(d, bw=box, bh=box).back()
+
+
+def half_light_radii(data, x, y, *, fwhm=3.5, background_subtracted=False):
+    """Radius holding half of each source's light within 3 FWHM (`sep.flux_radius`), px.
+
+    The local background is removed first (`minus_local_background`) unless
+    ``background_subtracted``. For a Gaussian star it is FWHM / 2.
+    """
+    import sep
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not len(x):
+        return np.zeros(0)
+    d = (np.ascontiguousarray(data, dtype=np.float32) if background_subtracted
+         else minus_local_background(data, fwhm=fwhm))
+    r, flags = sep.flux_radius(d, x, y, np.full(len(x), 3.0 * fwhm), 0.5, subpix=5)
+    return np.where(flags == 0, r, np.nan)
+
+
+def point_like_sources(data, x, y, *, fwhm=3.5, tolerance=1.4, min_keep=5,
+                       background_subtracted=False):
+    """Which sources are as compact as the frame's stars (a bool array).
+
+    The stars' half-light radius (`half_light_radii`) is taken as the median of the
+    smallest third of the sources' (at least three): on a frame of a galaxy most
+    detections may be its HII regions and knots, but the most compact are stars. A
+    source is kept when its radius is at most ``tolerance`` times that; a source whose
+    radius can't be measured (at an edge) is kept. When fewer than ``min_keep`` would
+    remain, all are kept: a few extended sources register a frame better than none.
+
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:100, :100]
+    >>> blob = lambda x0, y0, s: 1e3 * np.exp(-((xx - x0)**2 + (yy - y0)**2) / (2 * s * s))
+    >>> img = sum(blob(x0, 20, 1.4) for x0 in (15, 35, 55, 75)) + blob(20, 60, 1.4) + blob(60, 60, 4.0)
+    >>> point_like_sources(img, [15, 35, 55, 75, 20, 60], [20, 20, 20, 20, 60, 60]).tolist()
+    [True, True, True, True, True, False]
+    """
+    r = half_light_radii(data, x, y, fwhm=fwhm, background_subtracted=background_subtracted)
+    good = np.isfinite(r)
+    if good.sum() < 3:
+        return np.ones(len(r), bool)
+    smallest = np.sort(r[good])[: max(3, good.sum() // 3)]
+    with np.errstate(invalid="ignore"):
+        keep = ~good | (r <= tolerance * np.median(smallest))
+    return keep if keep.sum() >= min_keep else np.ones(len(r), bool)
+
+
+def _median3(a, axis):
+    """Running median of 3 along one axis (edges repeated), element-wise: no sorting."""
+    p = np.pad(a, [(1, 1) if ax == axis else (0, 0) for ax in range(a.ndim)], mode="edge")
+    lo, mid, hi = (np.take(p, np.arange(k, k + a.shape[axis]), axis=axis) for k in range(3))
+    return np.maximum(np.minimum(lo, mid), np.minimum(np.maximum(lo, mid), hi))
+
+
+def despiked(a):
+    """A running median of 3 along rows, then along columns: spikes gone, stars kept.
+
+    A hot pixel, or a cosmic ray one or two pixels wide in either direction, vanishes;
+    a star (several pixels across in both directions) keeps its shape and centre. This
+    separable median is 8 times faster than the full 3 x 3 median on a 2048^2 frame
+    (0.11 s against 0.84 s) and differs from it only for blocks of 2 x 2 pixels or
+    more, which survive it.
+    """
+    return _median3(_median3(np.asarray(a), 1), 0)
+
+
+def _touches(bad, x, y, radius):
+    """Which of the positions (x, y) have a flagged pixel within ``radius`` (a diamond)."""
+    ny, nx = bad.shape
+    out = np.zeros(len(x), bool)
+    if not bad.any():
+        return out
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    diamond = (np.abs(yy) + np.abs(xx)) <= radius
+    for i, (cx, cy) in enumerate(zip(np.round(x).astype(int), np.round(y).astype(int),
+                                     strict=True)):
+        y0, x0 = cy - radius, cx - radius
+        cut = bad[max(y0, 0):cy + radius + 1, max(x0, 0):cx + radius + 1]
+        win = diamond[max(y0, 0) - y0:max(y0, 0) - y0 + cut.shape[0],
+                      max(x0, 0) - x0:max(x0, 0) - x0 + cut.shape[1]]
+        out[i] = bool((cut & win).any())
+    return out
+
+
+def refine_centroids(data, x, y, *, fwhm=3.5, background_subtracted=False):
+    """Windowed centres (Source Extractor's XWIN/YWIN, by `sep.winpos`) around each (x, y).
+
+    The centre is iterated with pixels weighted by a Gaussian of the star's own size:
+    as precise as fitting a 2-D Gaussian (0.11 px rms per star against 0.16 px for
+    photutils' ``centroid_2dg`` on the 2048^2 benchmark frames) and ~200 times faster.
+    A local background is removed first (`minus_local_background`, unless
+    ``background_subtracted``): the weighted centre of a star on a galaxy's slope would
+    lean uphill (0.07 px on a demo Hα frame without it, 0.001 px with it). A centre that
+    wanders more than ``fwhm`` from its start (a blend) keeps the start.
+    """
+    import sep
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not len(x):
+        return x, y
+    d = (np.ascontiguousarray(data, dtype=np.float32) if background_subtracted
+         else minus_local_background(data, fwhm=fwhm))
+    cx, cy, _ = sep.winpos(d, x, y, fwhm / 2.3548)
+    bad = ~np.isfinite(cx) | ~np.isfinite(cy) | (np.hypot(cx - x, cy - y) > fwhm)
+    return np.where(bad, x, cx), np.where(bad, y, cy)
+
+
