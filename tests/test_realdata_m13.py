@@ -126,7 +126,7 @@ def test_a_three_star_match_is_not_trusted(monkeypatch):
     src = ref[:3] + [4.2, -7.9]
     # the pattern matcher offers the three pairs (as astroalign does, now and then, for
     # three noise peaks); register_stars must not take them
-    monkeypatch.setattr(register, "match_stars", lambda s, r: (src, ref[:3], 1))
+    monkeypatch.setattr(register.matching, "match_stars", lambda s, r: (src, ref[:3], 1))
     with pytest.raises(RegistrationError, match="too few stars to trust"):
         register_stars(src, ref)
 
