@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 
-from . import masks
+from . import fitsio, masks, provenance
 from .errors import ReduxError
 from .register import Transform
 
@@ -344,3 +345,55 @@ def _combine_band(data, var, mask, w, exptimes, *, sigma, snoise, method):
     covered = coverage > 0
     return (np.where(covered, comb, np.nan), np.where(covered, unc, np.nan), coverage, rejected,
             exposure, rej_per_frame, use_per_frame)
+
+
+#: One frame's keywords, not the stack's: removed from the reference's header.
+ONE_FRAME_KEYS = ("SKYLEVEL", "SKYRMS", "SKYMETH", "NREPAIR", "CRMFILE", "HISTORY")
+
+
+def stack_header(ref_header, s: Stack, *, filt, files, frame_headers, left_out=(),
+                 corrected=False, params=None):
+    """The reference's header, cleared of one frame's keywords, stamped for the stack.
+
+    ``files`` are the frames combined, ``frame_headers`` their headers (the masters
+    BIASFILE, DARKFILE, FLATFILE are those of the stack's own frames, not the
+    reference's: an Halpha stack was flat-fielded with the Halpha superflat),
+    ``left_out`` (file, reason) pairs of this filter's frames that were not used,
+    ``corrected`` whether every frame was scaled to above the atmosphere, ``params``
+    the step's settings (written as provenance). ``REFFRAME`` is ``params['reference']``.
+    """
+    params = dict(params or {})
+    h = ref_header.copy()
+    for key in ONE_FRAME_KEYS:
+        h.remove(key, ignore_missing=True, remove_all=True)
+    h = provenance.stamp(h, step="07_stack", inputs=files, params=params,
+                         masters=provenance.masters_of(frame_headers))
+    left_out = list(left_out)
+    for name, reason in left_out:
+        h.add_history(f"07_stack: left out {name}: {reason}")
+    h["FILTER"] = filt
+    h["REFFRAME"] = (params.get("reference", ""), "frame whose pixel grid the stack is on")
+    h["NCOMBINE"] = (len(files), "frames combined")
+    h["NLEFTOUT"] = (len(left_out), "frames left out; HISTORY says why")
+    h["EXPTIME"] = (float(np.nanmax(s.exposure)), "[s] all frames; data are per second")
+    h["EXTCORR"] = (bool(corrected), "scaled to above the atmosphere, 10**(0.4 k X)")
+    if corrected:
+        h["AIRMASS"] = (0.0, "data are above the atmosphere (EXTCORR)")
+    h["STKMETH"] = (params.get("stack_method", "mean"), "how the surviving values were combined")
+    h["STKSIGMA"] = (params.get("stack_sigma"), "rejection threshold, sigma of each value")
+    h["SNOISE"] = (params.get("snoise"), "fraction of the value added to that sigma")
+    h["REJFRAC"] = (round(s.rejected_fraction, 6), "fraction of the values rejected")
+    return h
+
+
+def stack_hdulist(s: Stack, header) -> fits.HDUList:
+    """The stack's file, in memory: data and UNCERT in e-/s, MASK, EXPOSURE, COVERAGE."""
+    hdul = fitsio.ccd_hdulist(s.data, header, uncertainty=s.uncertainty, mask=s.mask,
+                              unit="electron/s", mask_header=masks.header())
+    exp_header = fits.Header()
+    exp_header["BUNIT"] = ("s", "seconds of exposure that went into each pixel")
+    hdul.append(fits.ImageHDU(s.exposure.astype(np.float32), header=exp_header, name="EXPOSURE"))
+    cov_header = fits.Header()
+    cov_header["COMMENT"] = "number of frames that went into each pixel"
+    hdul.append(fits.ImageHDU(s.coverage.astype(np.int16), header=cov_header, name="COVERAGE"))
+    return hdul

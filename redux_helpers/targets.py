@@ -12,7 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from . import demo
+from . import demo, fitsio
 from .errors import ReduxError
 from .manifest import Target, load_target
 from .products import STEPS, path, stack_file, stacks_in
@@ -58,6 +58,19 @@ class Paths:
         """Where product ``key`` of `redux_helpers.products.PRODUCTS` is, e.g.
         ``paths.product('stack', filter='R')`` or ``paths.product('crmask', stem=stem)``."""
         return path(self, key, **fields)
+
+    def latest_frame(self, file, keys=("repaired", "sky_subtracted")) -> Path | None:
+        """A raw frame's newest product among ``keys`` (06's, else 05's by default), or None.
+
+        ``file`` is the raw frame's name as the inventory gives it (with or without its
+        FITS suffix); the first of ``keys`` whose file exists wins.
+        """
+        stem = fitsio.frame_stem(file)
+        for key in keys:
+            p = self.product(key, stem=stem)
+            if p.is_file():
+                return p
+        return None
 
     def stacks(self, step: str) -> dict[str, Path]:
         """The stacks in a step's folder (07's or 08's), by the filter their headers name."""

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from redux_helpers import plotting  # noqa: E402
 
@@ -92,4 +93,37 @@ def test_qa_nebulae_figure_moves_each_nebula_from_before_to_after():
     assert "bias +50.0%" in fig.axes[1].get_legend().get_texts()[0].get_text()
     chart = figures.nebulae_chart(neb, unit="erg / (s cm2)")
     assert list(chart.data[0].y) == [1.0, 1.05, 0.975] and chart.data[0].text[2] == "nebula 3"
+    plt.close(fig)
+
+
+def test_registration_figure_puts_each_frame_where_its_transform_moves_the_centre():
+    from astropy.table import Table
+
+    from redux_helpers.register import Transform
+
+    reg = Table(rows=[("n_R_1.fits", "R", True, "reference", 0.0, 0.0),
+                      ("n_R_2.fits", "R", True, "stars: translation", 0.0, 0.02),
+                      ("n_Ha_1.fits", "Ha", True, "stars: similarity", 1.5, 0.04),
+                      ("n_Ha_2.fits", "Ha", False, "-", np.nan, np.nan)],
+                names=("file", "filter", "used", "method", "rotation_deg", "residual_px"))
+    turn = np.deg2rad(1.5)
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    shape = (101, 201)
+    c = np.array([100.0, 50.0])
+    transforms = {"n_R_1.fits": Transform(), "n_R_2.fits": Transform(np.eye(2), np.array([7.0, -3.0])),
+                  "n_Ha_1.fits": Transform(rot, c + np.array([-4.0, 5.0]) - rot @ c)}
+    colours = plotting.filter_colours(["R", "Ha"])
+    fig, (a, b) = plt.subplots(1, 2)
+    plotting.registration_shifts(a, reg, transforms, reference="n_R_1.fits", shape=shape,
+                                 colours=colours)
+    tips = sorted((round(float(t.xy[0]), 6), round(float(t.xy[1]), 6)) for t in a.texts)
+    assert tips == [(-4.0, 5.0), (-4.0, 5.0), (7.0, -3.0), (7.0, -3.0)]  # arrow + label each
+    labels = sorted(t.get_text() for t in a.texts if t.get_text())
+    assert labels == ["Ha_1 (+1.50 deg)", "R_2"]          # the common prefix 'n_' dropped
+    assert "names after 'n_'" in a.get_title()
+    plotting.registration_residuals(b, reg, colours=colours)
+    widths = [p.get_width() for p in b.patches]
+    assert widths == pytest.approx([0.0, 0.02, 0.04, 0.0])  # the left-out frame: no bar
+    assert b.patches[3].get_facecolor()[:3] == pytest.approx((0.8, 0.8, 0.8))
+    assert [t.get_text() for t in b.texts][3] == " LEFT OUT"
     plt.close(fig)
