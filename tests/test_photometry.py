@@ -476,3 +476,50 @@ def test_filled_cores_flags_a_core_from_fewer_frames_not_the_dither_edge():
     got = photometry.filled_cores(cov, [40, 20, 72, 20], [30, 30, 40, 52], r_core=3, r_in=6,
                                   r_out=9)
     assert got.tolist() == [True, False, False, False]
+
+
+def test_image_aperture_correction_uses_bright_isolated_stars_else_a_gaussians():
+    rng = np.random.default_rng(23)
+    xs, ys, size = _grid(5, 40, rng)
+    flux = 10 ** rng.uniform(4.5, 5.0, len(xs))
+    xs, ys = np.r_[xs, xs[0] + 12.0, 100.0], np.r_[ys, ys[0], 3.0]  # a close pair; one at the edge
+    flux = np.r_[flux, 5e4, 5e4]
+    img, unc, _ = _image(xs, ys, flux, size, rng, poisson=True)
+    table = detect_stars(img, unc, fwhm=FWHM, nsigma=5.0)
+    meas = measure(img, unc, None, table["x"], table["y"], r_aperture=1.5 * FWHM,
+                   r_in=4 * FWHM, r_out=6 * FWHM)
+    pick = photometry.apcorr_stars(table, img.shape, ring=6 * FWHM, meas=meas)
+    near_pair = np.hypot(table["x"] - xs[0] - 6, table["y"] - ys[0]) < 9
+    at_edge = table["y"] < 6 * FWHM + 1
+    assert near_pair.sum() == 2 and at_edge.any()
+    assert not np.isin(np.flatnonzero(near_pair | at_edge), pick).any()
+    inner = (table["x"] > 6 * FWHM + 1) & (table["x"] < size - 2 - 6 * FWHM) & ~at_edge
+    assert 4 <= len(pick) <= (inner & ~near_pair).sum() // 2 + 1   # the flatter half of those inside
+    a = photometry.image_aperture_correction(img, unc, None, table, fwhm=FWHM, aperture=1.5,
+                                             r_max=3.0, annulus=(4.0, 6.0), meas=meas)
+    expected = _enclosed(1.0, 3.0 * FWHM) / _enclosed(1.0, 1.5 * FWHM)
+    assert not a["gaussian"] and a["n_stars"] == len(pick)
+    assert abs(a["apcorr"] / expected - 1) < 0.005
+    g = photometry.image_aperture_correction(img, unc, None, table[:2], fwhm=FWHM, aperture=1.5,
+                                             r_max=3.0, annulus=(4.0, 6.0))
+    gauss = (1 - np.exp(-(3.0 * 2.3548) ** 2 / 2)) / (1 - np.exp(-(1.5 * 2.3548) ** 2 / 2))
+    assert g["gaussian"] and g["n_stars"] == 0 and g["apcorr"] == pytest.approx(gauss, rel=1e-4)
+
+
+def test_rate_image_of_a_redux_frame_a_stack_and_an_image_made_elsewhere():
+    from astropy.io import fits
+
+    from redux_helpers.fitsio import Product
+
+    data, unc = np.full((40, 40), 200.0), np.full((40, 40), 10.0)
+    frame = Product(data, unc, np.zeros(data.shape, np.uint16),
+                    fits.Header({"REDXSTEP": "06_badpix", "EXPTIME": 100.0}), "electron")
+    d, u = photometry.rate_image(frame)
+    assert d[0, 0] == 2.0 and u[0, 0] == 0.1
+    stack = Product(data, unc, None, fits.Header({"REDXSTEP": "07_stack"}), "electron / s")
+    assert photometry.rate_image(stack)[0] is data
+    rng = np.random.default_rng(3)
+    sky = 5.0 + rng.normal(0, 0.5, (64, 64))
+    elsewhere = Product(sky, None, None, fits.Header({"EXPTIME": 100.0}), "adu / s")
+    d, u = photometry.rate_image(elsewhere)
+    assert d is sky and abs(np.median(u) / 0.5 - 1) < 0.05   # the sky's scatter, not EXPTIME's

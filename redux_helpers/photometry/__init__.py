@@ -29,9 +29,10 @@ Where things are
 ``constants``  magnitudes, MAD to sigma, error floors, table columns
 ``detect``     `detect_stars`
 ``aperture``   `local_background`, `measure`
-``correction`` `point_like`, `source_kinds`, `filled_cores`, `curve_of_growth`, `aperture_correction`, `instrumental_mag`
+``correction`` `point_like`, `source_kinds`, `filled_cores`, `curve_of_growth`, `aperture_correction`,
+               `apcorr_stars`, `gaussian_apcorr`, `image_aperture_correction`, `instrumental_mag`
 ``zeropoint``  `match_catalog`, `ZeroPointFit`, `fit_zero_point`
-``units``      `photflam`, `line_flux_per_rate`
+``units``      `rate_image`, `photflam`, `line_flux_per_rate`
 ``sky_noise``  `uncertainty_from_sky`
 ``seeing``     `seeing_fwhm`, `fit_fwhms`
 ============== ====================================================================
@@ -49,9 +50,12 @@ from .constants import (
     ZP_ERR_FLOOR,
 )
 from .correction import (
+    apcorr_stars,
     aperture_correction,
     curve_of_growth,
     filled_cores,
+    gaussian_apcorr,
+    image_aperture_correction,
     instrumental_mag,
     point_like,
     source_kinds,
@@ -59,7 +63,7 @@ from .correction import (
 from .detect import detect_stars
 from .seeing import fit_fwhms, seeing_fwhm
 from .sky_noise import uncertainty_from_sky
-from .units import line_flux_per_rate, photflam
+from .units import line_flux_per_rate, photflam, rate_image
 from .zeropoint import ZeroPointFit, fit_zero_point, match_catalog
 
-__all__ = ["C_ANGSTROM", "DETECT_COLUMNS", "MAD_TO_SIGMA", "MAG_PER_LN", "MEASURE_COLUMNS", "MEDIAN_EFFICIENCY", "MIN_AIRMASS_RANGE", "ZP_ERR_FLOOR", "ZeroPointFit", "aperture_correction", "curve_of_growth", "detect_stars", "filled_cores", "fit_fwhms", "fit_zero_point", "instrumental_mag", "line_flux_per_rate", "local_background", "match_catalog", "measure", "photflam", "point_like", "seeing_fwhm", "source_kinds", "uncertainty_from_sky"]
+__all__ = ["C_ANGSTROM", "DETECT_COLUMNS", "MAD_TO_SIGMA", "MAG_PER_LN", "MEASURE_COLUMNS", "MEDIAN_EFFICIENCY", "MIN_AIRMASS_RANGE", "ZP_ERR_FLOOR", "ZeroPointFit", "apcorr_stars", "aperture_correction", "curve_of_growth", "detect_stars", "filled_cores", "fit_fwhms", "fit_zero_point", "gaussian_apcorr", "image_aperture_correction", "instrumental_mag", "line_flux_per_rate", "local_background", "match_catalog", "measure", "photflam", "point_like", "rate_image", "seeing_fwhm", "source_kinds", "uncertainty_from_sky"]

@@ -6,6 +6,7 @@ import logging
 import warnings
 
 import numpy as np
+from astropy.stats import gaussian_fwhm_to_sigma
 
 from ..errors import ReduxError
 from .aperture import _check_radii, _positions, local_background, measure
@@ -241,3 +242,72 @@ def instrumental_mag(flux, flux_err):
     return mag, err
 
 
+
+
+def apcorr_stars(table, shape, *, ring, meas=None, skip=None, n=40):
+    """Indices of up to ``n`` stars fit to measure an aperture correction on.
+
+    A star of ``table`` (`detect_stars`' columns) qualifies when it is unflagged and
+    unsaturated, not in ``skip`` (True to leave out: not point-like, a core combined from
+    fewer frames), has no neighbour within ``ring`` pixels (the background annulus's
+    outer radius) and lies ``ring + 1`` pixels inside the image of ``shape``. With
+    ``meas`` (`measure`'s table for the same stars) it must also be bright (S/N > 30: the
+    curve of a faint star is noise) and, when 6 or more remain, on the flatter half of
+    the sky (local background over its error): on a galaxy the ring's background is
+    biased by the slope.
+    """
+    x, y = np.asarray(table["x"], float), np.asarray(table["y"], float)
+    ok = ~np.asarray(table["flagged"], bool) & ~np.asarray(table["saturated"], bool)
+    if skip is not None:
+        ok &= ~np.asarray(skip, bool)
+    if meas is not None:
+        ok &= np.nan_to_num(np.asarray(meas["snr"], float)) > 30
+        flat = np.abs(np.asarray(meas["bkg"], float)) / np.asarray(meas["bkg_err"], float)
+        ok &= np.isfinite(flat)
+        if ok.sum() >= 6:
+            ok &= flat <= np.median(flat[ok])
+    d = np.hypot(x[:, None] - x[None], y[:, None] - y[None])
+    np.fill_diagonal(d, np.inf)
+    ok &= d.min(axis=1, initial=np.inf) > ring
+    ny, nx = shape
+    edge = ring + 1
+    ok &= (x > edge) & (x < nx - 1 - edge) & (y > edge) & (y < ny - 1 - edge)
+    return np.flatnonzero(ok)[:n]
+
+
+def gaussian_apcorr(fwhm, *, r_aperture, r_max) -> dict:
+    """The aperture correction of a Gaussian star of ``fwhm`` (radii in pixels).
+
+    ``(1 - exp(-r_max² / 2σ²)) / (1 - exp(-r_aperture² / 2σ²))``: for an image without
+    three bright isolated stars to measure it on.
+
+    >>> round(gaussian_apcorr(3.0, r_aperture=4.5, r_max=9.0)["apcorr"], 5)
+    1.00196
+    """
+    var2 = 2 * (fwhm * gaussian_fwhm_to_sigma) ** 2
+    apcorr = (1 - np.exp(-r_max ** 2 / var2)) / (1 - np.exp(-r_aperture ** 2 / var2))
+    return {"apcorr": float(apcorr), "apcorr_err": 0.0, "mag": float(-2.5 * np.log10(apcorr)),
+            "n_stars": 0, "gaussian": True}
+
+
+def image_aperture_correction(data, uncertainty, mask, table, *, fwhm, aperture, r_max,
+                              annulus, meas=None, skip=None, min_stars=3) -> dict:
+    """An image's aperture correction from its stars, or a Gaussian star's when it can't.
+
+    ``table`` is `detect_stars`' table, ``meas`` `measure`'s for it, ``skip`` stars to
+    leave out (see `apcorr_stars`); ``aperture``, ``r_max`` and ``annulus`` (inner,
+    outer) are radii in units of ``fwhm`` (pixels). Returns `aperture_correction`'s dict
+    with ``gaussian`` False, or, with fewer than ``min_stars`` usable stars,
+    `gaussian_apcorr`'s (``gaussian`` True): the caller says so.
+    """
+    r_in, r_out = annulus[0] * fwhm, annulus[1] * fwhm
+    pick = apcorr_stars(table, np.shape(data), ring=r_out, meas=meas, skip=skip)
+    try:
+        ac = aperture_correction(data, uncertainty, mask, np.asarray(table["x"])[pick],
+                                 np.asarray(table["y"])[pick], r_aperture=aperture * fwhm,
+                                 r_max=r_max * fwhm, r_in=r_in, r_out=r_out)
+    except ReduxError:
+        ac = {"n_stars": 0}
+    if ac["n_stars"] < min_stars:
+        return gaussian_apcorr(fwhm, r_aperture=aperture * fwhm, r_max=r_max * fwhm)
+    return {**ac, "gaussian": False}

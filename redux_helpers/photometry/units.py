@@ -1,10 +1,33 @@
-"""Physical units from a zero point: `photflam` and `line_flux_per_rate`."""
+"""Units: an image in e-/s (`rate_image`); physical units from a zero point (`photflam`,
+`line_flux_per_rate`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .constants import C_ANGSTROM
+from .sky_noise import uncertainty_from_sky
+
+
+def rate_image(product):
+    """(data, uncertainty) per second of a product (`fitsio.read_product`).
+
+    07's stacks are in e-/s already; a redux frame in electrons is divided by its
+    ``EXPTIME``; an image made elsewhere (no ``REDXSTEP``: the manifest's ``stacks:``)
+    is taken as it is, in its own units per second, with an uncertainty from its sky's
+    scatter (`uncertainty_from_sky`, through its ``GAIN`` if the header has one) when
+    it has none.
+    """
+    p = product
+    if str(p.unit) in ("electron / s", "electron/s"):
+        return p.data, p.uncertainty
+    if "REDXSTEP" not in p.header:  # not made by redux
+        if p.uncertainty is not None:
+            return p.data, p.uncertainty
+        unc, _, _ = uncertainty_from_sky(p.data, gain=p.header.get("GAIN"), mask=p.mask)
+        return p.data, unc
+    t = float(p.header["EXPTIME"])
+    return p.data / t, None if p.uncertainty is None else p.uncertainty / t
 
 
 def photflam(zp_ab, pivot_A):
