@@ -186,6 +186,22 @@ def atomic_path(path):
             tmp.unlink()
 
 
+def write_text(path, text) -> Path:
+    """Write a text file (a DS9 region file, a note) whole: a temporary file, then renamed."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def write_html_figure(fig, path) -> Path:
+    """Write a plotly figure as a standalone HTML page (plotly.js included), whole."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.write_html(str(tmp), include_plotlyjs=True, full_html=True, auto_open=False)
+    return path
+
+
 def ccd_hdulist(data, header=None, *, uncertainty=None, mask=None, unit="electron",
                 mask_header=None) -> fits.HDUList:
     """Build the HDU list of a product: primary image, ``UNCERT`` and ``MASK``.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 
 import matplotlib.pyplot as plt
@@ -23,8 +22,6 @@ from astropy.visualization import ImageNormalize, LinearStretch, PercentileInter
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
-
-from . import fitsio
 
 log = logging.getLogger(__name__)
 
@@ -462,61 +459,3 @@ def compass(ax, wcs, *, size=0.12, corner=(0.85, 0.12), color="gold"):
                 ha="center", va="center", fontsize=9, fontweight="bold")
     return ax
 
-
-def registration_shifts(ax, registration, transforms, *, reference, shape, colours):
-    """Where each registered frame's centre lands on the reference grid: an arrow a frame.
-
-    ``registration`` is 07's table (``file``, ``filter``, ``used``, ``method``,
-    ``rotation_deg``), ``transforms`` each used frame's `register.Transform` by file,
-    ``reference`` the reference's file name, ``shape`` its grid, ``colours`` a colour per
-    filter. Labels drop the file names' common prefix, named in the title.
-    """
-    from matplotlib.lines import Line2D
-
-    used = registration[registration["used"]]
-    short = [fitsio.frame_stem(f) for f in used["file"]]
-    prefix = os.path.commonprefix(short)
-    centre = (np.array(shape[::-1]) - 1) / 2  # (x, y) of the frame centre
-    moves = [np.subtract(transforms[r["file"]].apply(*centre), centre) for r in used]
-    for r, name, (mx, my) in zip(used, short, moves, strict=True):
-        if r["file"] == reference:
-            continue
-        colour = colours[r["filter"]]
-        ax.annotate("", xy=(mx, my), xytext=(0, 0),
-                    arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.5})
-        ax.plot(mx, my, "o", ms=4, color=colour)
-        turned = f" ({r['rotation_deg']:+.2f} deg)" if "similarity" in r["method"] else ""
-        away = np.array([mx, my]) / max(np.hypot(mx, my), 1e-6)  # label beyond the tip
-        ax.annotate(f"{name[len(prefix):]}{turned}", (mx, my), fontsize=8, color=colour,
-                    xytext=(14 * away[0], 14 * away[1] - 3), textcoords="offset points",
-                    ha="left" if away[0] >= 0 else "right")
-    ax.plot(0, 0, "k*", ms=12)
-    reach = max([1.0] + [float(np.hypot(*m)) for m in moves]) * 1.4
-    ax.set_xlim(-reach, reach)
-    ax.set_ylim(-reach, reach)
-    ax.set_aspect("equal")
-    ax.grid(alpha=0.3)
-    ax.set_xlabel("shift in x [pixel]")
-    ax.set_ylabel("shift in y [pixel]")
-    ax.set_title("where each frame's centre lands" + (f" (names after '{prefix}')" if prefix else ""))
-    ax.legend(handles=[Line2D([], [], color=c, label=f"filter {f}") for f, c in colours.items()]
-              + [Line2D([], [], color="k", marker="*", ls="", ms=10, label="reference")],
-              loc="lower right", fontsize=9)
-    return ax
-
-
-def registration_residuals(ax, registration, *, colours):
-    """Each frame's residual per star as a bar, labelled with its method or LEFT OUT."""
-    ypos = np.arange(len(registration))
-    res = np.nan_to_num(np.asarray(registration["residual_px"], float), nan=0.0)
-    ax.barh(ypos, res, color=[colours[f] if u else "0.8" for f, u in
-                              zip(registration["filter"], registration["used"], strict=True)])
-    for i, r in enumerate(registration):
-        label = r["method"] if r["used"] else "LEFT OUT"
-        ax.text(max(res[i], 0) + 0.002, i, f" {label}", va="center", fontsize=8)
-    ax.set_yticks(ypos, [fitsio.frame_stem(f) for f in registration["file"]], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(0.05, 1.6 * float(res.max(initial=0.0))))
-    ax.set_xlabel("residual per star [pixel]")
-    ax.set_title("how well each transform fits its stars, and the method")
-    return ax

@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from redux_helpers import demo, hii
+from redux_helpers import demo, fitsio, hii
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None,
@@ -44,7 +44,9 @@ def charts(tmp_path_factory):
     cat = hii.catalogue(regions, wcs=wcs, galaxy=demo.GALAXY,
                         flux_per_rate=demo.HALPHA_CGS_PER_RATE)
     out = tmp_path_factory.mktemp("charts")
-    hii.bubble_charts(cat, out / "bubbles_2d.html", out / "bubbles_3d.html", title="test")
+    for fig, name in zip(hii.bubble_charts(cat, title="test"), ("bubbles_2d.html", "bubbles_3d.html"),
+                         strict=True):
+        fitsio.write_html_figure(fig, out / name)
     return cat, out
 
 

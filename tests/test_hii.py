@@ -14,7 +14,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
-from redux_helpers import demo, hii
+from redux_helpers import demo, fitsio, hii
 from redux_helpers.errors import ReduxError
 
 SEEING = 3.2
@@ -399,35 +399,37 @@ def test_catalogue_by_hand(axis_regions):
         hii.catalogue(t, wcs=wcs, galaxy={**demo.GALAXY, "distance_mpc": 0}, flux_per_rate=per_rate)
 
 
-def test_write_ds9_round_trip(axis_regions, tmp_path):
+def test_ds9_regions_round_trip(axis_regions, tmp_path):
     from regions import Regions
 
     t, wcs = axis_regions
-    pix = hii.write_ds9(t, tmp_path / "pix.reg")
+    pix = fitsio.write_text(tmp_path / "pix.reg", hii.ds9_regions(t))
     back = Regions.read(pix, format="ds9")
     assert [str(r.meta["text"]) for r in back] == [str(i) for i in t["id"]]
     np.testing.assert_allclose([r.center.x for r in back], t["x"], atol=1e-6)
     np.testing.assert_allclose([r.center.y for r in back], t["y"], atol=1e-6)
     np.testing.assert_allclose([r.radius for r in back], t["r_eq_px"], atol=1e-6)
     cat = hii.catalogue(t, wcs=wcs)
-    back = Regions.read(hii.write_ds9(cat, tmp_path / "sky.reg", wcs=wcs), format="ds9")
+    back = Regions.read(fitsio.write_text(tmp_path / "sky.reg", hii.ds9_regions(cat, wcs=wcs)),
+                        format="ds9")
     centres = SkyCoord([r.center for r in back])
     sep = centres.separation(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
     assert np.all(sep < 1e-3 * u.arcsec)
     np.testing.assert_allclose([r.radius.to_value(u.arcsec) for r in back],
                                t["r_eq_px"] * 0.4, atol=1e-3)
-    one = hii.write_ds9(t[1:], tmp_path / "one.reg")
-    text = one.read_text()
+    text = hii.ds9_regions(t[1:])
     assert "global" not in text and f"# text={{{t['id'][1]}}}" in text.splitlines()[-1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.reg", "pix.reg", "sky.reg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pix.reg", "sky.reg"]  # no temporary left
 
 
 def test_bubble_charts(axis_regions, tmp_path):
     t, wcs = axis_regions
     cat = hii.catalogue(t, wcs=wcs, galaxy=demo.GALAXY,
                         flux_per_rate=demo.HALPHA_CGS_PER_RATE)
-    fig2, fig3 = hii.bubble_charts(cat, tmp_path / "map.html", tmp_path / "map3d.html",
-                                   title="demo")
+    fig2, fig3 = hii.bubble_charts(cat, title="demo")
+    assert list(tmp_path.iterdir()) == []                     # nothing written
+    fitsio.write_html_figure(fig2, tmp_path / "map.html")
+    fitsio.write_html_figure(fig3, tmp_path / "map3d.html")
     for name in ("map.html", "map3d.html"):
         html = (tmp_path / name).read_text()
         assert "plotly" in html and "id 1" in html
@@ -563,3 +565,47 @@ def test_lf_slope_recovers_the_slope_of_a_truncated_power_law():
     assert b0 == pytest.approx(0.0, abs=0.01) and (b0 - b) / err0 > 8
     with pytest.raises(ReduxError):
         hii.lf_slope([1e38, 2e38], lo=1e38)
+
+
+def test_choose_mode_says_what_09_can_do_and_why_not():
+    assert hii.choose_mode({"Ha": 1, "R": 2}, halpha="Ha", continuum="R") == ("line", "Ha", "")
+    assert hii.choose_mode({"Ha": 1, "R": 2}, halpha="Ha", continuum="R",
+                           image_filter="R") == ("knots", "R", "")      # asked for: wins
+    assert hii.choose_mode({"V": 1}, galaxy=True) == ("knots", "V", "")
+    mode, filt, why = hii.choose_mode({"V": 1})                        # a field, not asked
+    assert (mode, filt) == ("", None) and "set hii_image_filter" in why
+    assert "no image at all" in hii.choose_mode({}, halpha="Ha")[2]
+    with pytest.raises(ReduxError, match="hii_image_filter = 'B'.*it has: V"):
+        hii.choose_mode({"V": 1}, image_filter="B")
+
+
+def test_read_image_makes_an_uncertainty_from_the_sky_and_flags_nan(tmp_path):
+    from astropy.io import fits
+
+    rng = np.random.default_rng(4)
+    data = 50.0 + rng.normal(0, 2.0, (80, 80))
+    data[3, 4] = np.nan
+    path = tmp_path / "elsewhere.fits"
+    fits.PrimaryHDU(data.astype(np.float32)).writeto(path)
+    im = hii.read_image(path)
+    assert abs(np.nanmedian(im.data)) < 0.2                # its sky subtracted
+    assert abs(im.sky_rms / 2.0 - 1) < 0.05 and "no UNCERT plane" in im.note and "no GAIN" in im.note
+    assert im.mask[3, 4] > 0 and (im.mask > 0).sum() == 1
+    fitsio.write_ccd(tmp_path / "ours.fits", data, uncertainty=np.full(data.shape, 3.0),
+                     mask=np.zeros(data.shape, np.uint16))
+    ours = hii.read_image(tmp_path / "ours.fits")
+    assert ours.note == "its UNCERT plane" and ours.sky_rms == pytest.approx(3.0)
+    assert np.nanmedian(ours.data) == pytest.approx(np.nanmedian(data))  # not sky subtracted again
+
+
+def test_check_same_grid_refuses_another_size_or_a_shifted_wcs(axis_regions):
+    _, wcs = axis_regions
+    a = hii.Image(np.zeros((50, 60)), None, None, None, "", 1.0, "")
+    with pytest.raises(ReduxError, match="Ha image is 60 x 50 px and the R image 61 x 50"):
+        hii.check_same_grid(a, hii.Image(np.zeros((50, 61)), None, None, None, "", 1.0, ""),
+                            names=("Ha", "R"))
+    shifted = wcs.deepcopy()
+    shifted.wcs.crpix = shifted.wcs.crpix + [0.8, 0.0]
+    assert hii.check_same_grid(a, a, wcs=(wcs, wcs)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ReduxError, match="differ by up to 0.8 px"):
+        hii.check_same_grid(a, a, wcs=(wcs, shifted))

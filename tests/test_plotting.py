@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from redux_helpers import plotting  # noqa: E402
+from redux_helpers import figures, plotting  # noqa: E402
 
 
 def test_large_image_is_drawn_in_blocks_and_keeps_a_dead_column():
@@ -114,16 +114,42 @@ def test_registration_figure_puts_each_frame_where_its_transform_moves_the_centr
                   "n_Ha_1.fits": Transform(rot, c + np.array([-4.0, 5.0]) - rot @ c)}
     colours = plotting.filter_colours(["R", "Ha"])
     fig, (a, b) = plt.subplots(1, 2)
-    plotting.registration_shifts(a, reg, transforms, reference="n_R_1.fits", shape=shape,
+    figures.registration_shifts(a, reg, transforms, reference="n_R_1.fits", shape=shape,
                                  colours=colours)
     tips = sorted((round(float(t.xy[0]), 6), round(float(t.xy[1]), 6)) for t in a.texts)
     assert tips == [(-4.0, 5.0), (-4.0, 5.0), (7.0, -3.0), (7.0, -3.0)]  # arrow + label each
     labels = sorted(t.get_text() for t in a.texts if t.get_text())
     assert labels == ["Ha_1 (+1.50 deg)", "R_2"]          # the common prefix 'n_' dropped
     assert "names after 'n_'" in a.get_title()
-    plotting.registration_residuals(b, reg, colours=colours)
+    figures.registration_residuals(b, reg, colours=colours)
     widths = [p.get_width() for p in b.patches]
     assert widths == pytest.approx([0.0, 0.02, 0.04, 0.0])  # the left-out frame: no bar
     assert b.patches[3].get_facecolor()[:3] == pytest.approx((0.8, 0.8, 0.8))
     assert [t.get_text() for t in b.texts][3] == " LEFT OUT"
+    plt.close(fig)
+
+
+def test_scale_figures_show_the_used_stars_the_line_emitter_and_each_estimate():
+    ratio = np.array([0.080, 0.081, 0.079, 0.20, 0.07])
+    flux_r = np.array([1000.0, 800.0, 900.0, 500.0, 5.0])
+    used = np.array([True, True, True, False, False])
+    bright = np.array([True, True, True, True, False])
+    fig, (a, b, c) = plt.subplots(1, 3)
+    figures.scale_star_ratios(a, flux_r=flux_r, ratio=ratio, ratio_err=np.full(5, 0.001), used=used,
+                              bright=bright, scale=0.08, scale_err=0.0005, source="stars",
+                              scatter=0.001, truth=0.08, snr_min=20, filters=("Ha", "R"))
+    lo, hi = a.get_ylim()
+    assert (lo, hi) == pytest.approx((0.08 * 0.75, 0.08 * 1.25))     # 8 x scatter < 25 %
+    triangle = [ln for ln in a.lines if ln.get_marker() == "^"][0]
+    assert triangle.get_ydata()[0] == pytest.approx(hi * 0.98)         # the emitter, at the top
+    texts = [t.get_text() for t in a.get_legend().get_texts()]
+    assert "3 stars used" in texts and any("1 above the top" in t for t in texts)
+    figures.scale_flux_flux(b, flux_r=flux_r, flux_ha=ratio * flux_r, used=used, scale=0.08,
+                            filters=("Ha", "R"), unit="e-/s")
+    assert len(b.lines[1].get_xdata()) == 3                             # the used stars
+    figures.scale_estimates(c, {"stars": {"scale": 0.08, "scale_err": 0.0005},
+                                "image": {"scale": 0.079, "scale_err": 0.0004}},
+                            scale=0.08, scale_err=0.0005, source="stars")
+    assert [t.get_text() for t in c.get_xticklabels()] == ["stars", "image"]
+    assert c.get_title() == "the ways to the scale"
     plt.close(fig)

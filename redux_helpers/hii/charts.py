@@ -1,30 +1,30 @@
-"""The catalogue as DS9 regions and as plotly bubble charts (the output side of the family)."""
+"""The catalogue as DS9 regions and as plotly bubble charts, in memory.
+
+`ds9_regions` gives the region file's text, `bubble_charts` the two figures; the notebook
+writes them (`fitsio.write_text`, `fitsio.write_html_figure`): nothing here touches disk.
+"""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
 from astropy import units as u
 
 from ..errors import ReduxError
-from ..fitsio import atomic_path
 from ..skywcs import celestial_wcs, pixel_scale_arcsec, world_of
 
-log = logging.getLogger(__name__)
-
-def write_ds9(table, path, *, wcs=None):
-    """A DS9 region file: one circle of radius ``r_eq`` per region, labelled with its id.
+def ds9_regions(table, *, wcs=None) -> str:
+    """The text of a DS9 region file: one circle of radius ``r_eq`` per region, labelled with its id.
 
     Sky circles (ICRS, radius in arcsec) with a ``wcs`` (centres from ``ra``/``dec``
     when the table has them), else image circles (DS9 counts pixels from 1; the
-    ``regions`` package converts). Written under a temporary name and renamed.
+    ``regions`` package converts).
     """
     try:
         from regions import CirclePixelRegion, CircleSkyRegion, PixCoord, Regions
     except ImportError:
-        msg = "write_ds9 needs the 'regions' package: pip install regions"
+        msg = "ds9_regions needs the 'regions' package: pip install regions"
         raise ReduxError(msg) from None
     from astropy.coordinates import SkyCoord
 
@@ -52,21 +52,18 @@ def write_ds9(table, path, *, wcs=None):
         # regions moves metadata shared by all regions to a 'global' line, which DS9
         # doesn't apply to labels: put the one label on its circle instead
         text = text.rstrip("\n") + f" # text={{{ids[0]}}}\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    log.info("wrote %d regions to %s", len(shapes), path)
-    return path
+    return text
 
 
-def bubble_charts(table, path_2d, path_3d, *, title=""):
+def bubble_charts(table, *, title=""):
     """Interactive charts of the regions: a 2-D map and a 3-D one with log L upwards.
 
     Marker diameters are proportional to ``sqrt(luminosity)`` (so areas to L), or to
     ``sqrt(flux)`` without luminosities, with a floor of 3 px so faint regions stay
     visible; colour is the deprojected galactocentric radius (kpc, else pixels) with
     a colour bar. Positions are RA/Dec (RA increasing to the left, equal angular
-    scales) when the table has them, else pixels. Both files are standalone HTML
-    (plotly.js included, ~5 MB each), written under temporary names and renamed.
+    scales) when the table has them, else pixels. ``fitsio.write_html_figure`` writes
+    each as a standalone HTML file (plotly.js included, ~5 MB).
 
     Returns
     -------
@@ -113,10 +110,6 @@ def bubble_charts(table, path_2d, path_3d, *, title=""):
                                         "autorange": "reversed" if sky else True},
                               "yaxis": {"title": {"text": axis_y}},
                               "zaxis": {"title": {"text": z_title}}})
-    for fig, path in ((fig2, path_2d), (fig3, path_3d)):
-        with atomic_path(path) as tmp:
-            fig.write_html(str(tmp), include_plotlyjs=True, full_html=True, auto_open=False)
-    log.info("wrote bubble charts %s and %s", path_2d, path_3d)
     return fig2, fig3
 
 
