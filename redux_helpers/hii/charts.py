@@ -14,6 +14,7 @@ from astropy import units as u
 from ..errors import ReduxError
 from ..skywcs import celestial_wcs, pixel_scale_arcsec, world_of
 
+
 def ds9_regions(table, *, wcs=None) -> str:
     """The text of a DS9 region file: one circle of radius ``r_eq`` per region, labelled with its id.
 
