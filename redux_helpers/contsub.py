@@ -340,3 +340,49 @@ def subtract(line: FluxImage, continua: list[FluxImage], *, width_A, interp="log
     error = np.hypot(le, ce) * width_A
     area = line.pixel_arcsec ** 2 if line.wcs is not None else 1.0
     return LineImage(flux, error, cont, float(width_A), area)
+
+
+HALPHA_SOURCES = ("auto", "hst", "ground")
+
+
+def halpha_mode(*, halpha_source="auto", anchor_band="", has_hst=False, has_line_09=False,
+                manifest="the manifest"):
+    """Which Hα 10 works on: ``'band'``, ``'hst'``, ``'ground'``, or None (nothing to do).
+
+    ``anchor_band`` (a broad band to anchor instead of Hα) wins; then an HST Hα image
+    (``hst: {halpha: ...}`` in the manifest) unless ``halpha_source = 'ground'``; then
+    09's ground-based line image. ``halpha_source = 'hst'`` without an HST image is
+    refused, naming the manifest line to add.
+
+    >>> halpha_mode(has_hst=True, has_line_09=True), halpha_mode(has_line_09=True)
+    ('hst', 'ground')
+    >>> halpha_mode(halpha_source="ground", has_hst=True, has_line_09=True)
+    'ground'
+    >>> halpha_mode() is None
+    True
+    """
+    if halpha_source not in HALPHA_SOURCES:
+        raise ReduxError(f"halpha_source = {halpha_source!r}: use one of {', '.join(HALPHA_SOURCES)}")
+    if anchor_band:
+        return "band"
+    if halpha_source in ("auto", "hst") and has_hst:
+        return "hst"
+    if halpha_source == "hst":
+        raise ReduxError(f"halpha_source = 'hst', but there is no HST Halpha image: add "
+                         f"hst: {{halpha: FILE}} to the target in {manifest}")
+    return "ground" if has_line_09 else None
+
+
+def select_continua(images, names=""):
+    """The continuum images whose filter is among ``names`` (a comma list; '' keeps all).
+
+    A name that matches no image is refused, with the images there are.
+    """
+    if not names:
+        return list(images)
+    keep = [n.strip().upper() for n in names.split(",") if n.strip()]
+    chosen = [im for im in images if (im.filter or "").upper() in keep]
+    if len(chosen) != len(keep):
+        raise ReduxError(f"continuum_filters = {names!r}: the continuum images are "
+                         f"{', '.join(im.filter or im.path.name for im in images)}")
+    return chosen

@@ -278,3 +278,31 @@ def test_measure_fwhm_on_the_stars(tmp_path):
     line.data = np.zeros(line.data.shape)
     with pytest.raises(ReduxError, match="set image_fwhm_arcsec"):
         contsub.measure_fwhm(line)
+
+
+def test_halpha_mode_takes_the_band_then_hst_then_ground_and_names_the_missing_line():
+    from redux_helpers.contsub import halpha_mode
+
+    both = {"has_hst": True, "has_line_09": True}
+    assert halpha_mode(anchor_band="ACS_F814W", **both) == "band"
+    assert halpha_mode(**both) == "hst"
+    assert halpha_mode(halpha_source="ground", **both) == "ground"
+    assert halpha_mode(has_line_09=True) == "ground"
+    assert halpha_mode() is None
+    with pytest.raises(ReduxError, match=r"add hst: \{halpha: FILE\} to the target in night.yaml"):
+        halpha_mode(halpha_source="hst", has_line_09=True, manifest="night.yaml")
+    with pytest.raises(ReduxError, match="halpha_source = 'HST': use one of auto, hst, ground"):
+        halpha_mode(halpha_source="HST")
+
+
+def test_select_continua_keeps_the_named_filters_and_refuses_an_unknown_one():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from redux_helpers.contsub import select_continua
+
+    ims = [SimpleNamespace(filter=f, path=Path(f"{f}.fits")) for f in ("F555W", "F814W")]
+    assert select_continua(ims) == ims
+    assert select_continua(ims, " f814w ") == [ims[1]]
+    with pytest.raises(ReduxError, match="continuum_filters = 'F555W,F606W': the continuum images are F555W, F814W"):
+        select_continua(ims, "F555W,F606W")
