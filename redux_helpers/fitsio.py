@@ -88,6 +88,23 @@ def verify_file(path):
     open_fits(path, whole=True).close()
 
 
+@contextlib.contextmanager
+def unreadable_as(error, path, *, what="", advice=ADVICE):
+    """Turn a missing or unreadable file, inside the block, into ``error`` naming it.
+
+    The message names ``path`` (and ``what`` it was meant to be) and ends with ``advice``.
+    """
+    about = f" ({what})" if what else ""
+    try:
+        yield
+    except FileNotFoundError:
+        msg = f"{path}: file not found{about}; check the path"
+        raise error(msg) from None
+    except (OSError, TypeError, ValueError) as exc:
+        msg = f"{path} is not a readable FITS file{about} ({exc}); {advice}"
+        raise error(msg) from None
+
+
 def open_fits(path, *, whole=False) -> fits.HDUList:
     """Open a FITS file read-only, turning every kind of unreadable file into a `FrameError`.
 
@@ -99,17 +116,10 @@ def open_fits(path, *, whole=False) -> fits.HDUList:
     source = path
     if whole and path.name.lower().endswith(".gz") and path.is_file():
         source = io.BytesIO(_whole_bytes(path))
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            hdul = fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=False,
-                             checksum=True)
-    except FileNotFoundError:
-        msg = f"{path}: file not found"
-        raise FrameError(msg) from None
-    except (OSError, TypeError, ValueError) as exc:
-        msg = f"{path} is not a readable FITS file ({exc}); {ADVICE}"
-        raise FrameError(msg) from None
+    with unreadable_as(FrameError, path), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hdul = fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=False,
+                         checksum=True)
     for w in caught:
         text = str(w.message).strip()
         # DATASUM guards the pixels; a failed CHECKSUM alone is usually a header edited

@@ -301,19 +301,12 @@ def row_profile(ax, image, row, *, width=1, xlabel="x [pixel]", ylabel="", label
     width : int
         Number of rows, centred on ``row``, whose median is drawn (1: the row itself);
         a median of many rows shows column structure without the pixel noise.
-    xlabel, ylabel : str
-        Axis labels; put the unit in ``ylabel``.
-    label : str, optional
-        Legend entry (a legend is drawn when given).
+    xlabel, ylabel, label, color : str
+        As in `histogram` (put the unit in ``ylabel`` here).
     shade : dict, optional
         ``{name: (x_first, x_last)}`` column ranges to shade and name, e.g. the overscan.
-    color : str, optional
-        Line colour.
 
-    Returns
-    -------
-    `~matplotlib.axes.Axes`
-        ``ax``.
+    Returns ``ax``.
     """
     image = np.asarray(image, dtype=float)
     y0 = max(0, int(row) - width // 2)

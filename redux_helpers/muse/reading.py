@@ -15,20 +15,15 @@ from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_area
 
 from ..errors import ReduxError
+from ..fitsio import unreadable_as
 from .images import DATA_NAMES, FLAMBDA_UNIT, FLUX_UNIT, SIGMA_NAMES, VARIANCE_NAMES, Cube, Image
 
 log = logging.getLogger(__name__)
 
 def _open(path, what) -> fits.HDUList:
-    path = Path(path)
-    try:
+    with unreadable_as(ReduxError, Path(path), what=what,
+                       advice="check the file, or its path in the manifest's 'muse:' entry"):
         return fits.open(path, mode="readonly")
-    except FileNotFoundError:
-        msg = f"{path}: file not found ({what}); check the path (manifest 'muse:' entry)"
-        raise ReduxError(msg) from None
-    except (OSError, TypeError, ValueError) as exc:
-        msg = f"{path}: not a readable FITS file ({what}: {exc}); check the file or its path"
-        raise ReduxError(msg) from None
 
 
 def _extname(hdu) -> str:

@@ -11,24 +11,8 @@ from scipy import ndimage
 
 from .. import fitsio, masks, masters, products, provenance
 from ..gain import WARN_RELATIVE_ERROR as GAIN_WARN
-from .rows import (
-    BIAS_NOISE_RANGE,
-    CR_FACTOR,
-    CR_FLOOR,
-    CR_MAX,
-    FLAT_NOISE_WARN,
-    FLAT_NORM_TOL,
-    FLAT_OUTLIER_FAIL,
-    FLAT_OUTLIER_WARN,
-    FLAT_P2P_WARN,
-    FLAT_RANGE,
-    MASKED_WARN,
-    as_float,
-    exptimes_of,
-    fmt,
-    inventory_of,
-    within,
-)
+from . import rows as limits  # the thresholds, each named where it is used
+from .rows import as_float, exptimes_of, fmt, inventory_of, table_of, within
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +95,7 @@ def superbias_rows(paths, target, truth, out):
     if n > 0 and np.isfinite(rn) and np.isfinite(gain) and gain > 0:
         expected = factor * rn / gain / np.sqrt(n)
         ratio = noise / expected
-        lo, hi = BIAS_NOISE_RANGE
+        lo, hi = limits.BIAS_NOISE_RANGE
         flag = within(ratio, lo, hi)
         reason = (f"superbias noise {noise:.2f} ADU is {ratio:.2f} x the expected "
                   f"{'1.25 x ' if median_factor else ''}read noise / gain / sqrt(N) = "
@@ -170,42 +154,42 @@ def superflat_rows(paths, target, truth, out):
         centre = d[ny // 4: 3 * ny // 4, nx // 4: 3 * nx // 4]
         norm = float(np.nanmedian(centre))
         out.add(f"flat_norm_{filt}", norm,
-                flag="pass" if abs(norm - 1) <= FLAT_NORM_TOL else "warn",
+                flag="pass" if abs(norm - 1) <= limits.FLAT_NORM_TOL else "warn",
                 reason=f"median of the central half of the {filt} superflat is {norm:.4f}; "
-                       f"pass within {100 * FLAT_NORM_TOL:g} % of 1 (each flat is "
+                       f"pass within {100 * limits.FLAT_NORM_TOL:g} % of 1 (each flat is "
                        "normalised there)")
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = d / ndimage.median_filter(np.nan_to_num(d), size=5)
-        good = np.isfinite(ratio) & (d > FLAT_RANGE[0]) & (d < FLAT_RANGE[1])
+        good = np.isfinite(ratio) & (d > limits.FLAT_RANGE[0]) & (d < limits.FLAT_RANGE[1])
         p2p = 100 * float(mad_std(ratio[good])) if good.any() else np.nan
         out.add(f"flat_p2p_{filt}", p2p, unit="%",
-                flag="pass" if p2p <= FLAT_P2P_WARN else "warn",
+                flag="pass" if p2p <= limits.FLAT_P2P_WARN else "warn",
                 reason=f"pixel-to-pixel rms of the {filt} flat (robust rms of flat / its "
-                       f"5x5 median) is {fmt(p2p)} %; warn above {FLAT_P2P_WARN:g} %")
+                       f"5x5 median) is {fmt(p2p)} %; warn above {limits.FLAT_P2P_WARN:g} %")
         unc_centre = (p.uncertainty[ny // 4: 3 * ny // 4, nx // 4: 3 * nx // 4]
                       if p.uncertainty is not None else np.array([np.nan]))
         if np.isfinite(unc_centre).any():
             unc = 100 * float(np.nanmedian(unc_centre))
             out.add(f"flat_noise_{filt}", unc, unit="%",
-                    flag="pass" if unc <= FLAT_NOISE_WARN else "warn",
+                    flag="pass" if unc <= limits.FLAT_NOISE_WARN else "warn",
                     reason=f"the {filt} superflat's own uncertainty is {fmt(unc)} % per "
                            f"pixel (median, central half); it adds to every frame's noise: "
-                           f"warn above {FLAT_NOISE_WARN:g} %")
+                           f"warn above {limits.FLAT_NOISE_WARN:g} %")
         else:
             n_in = int(p.header.get("NINPUTS", 0))
             out.add(f"flat_noise_{filt}", np.nan, unit="%",
                     reason=f"the {filt} superflat has no uncertainty (made from {n_in} "
                            "flat(s): the noise of fewer than 2 can't be measured), so its "
                            "noise is not in the frames' UNCERT either")
-        lo, hi = FLAT_RANGE
+        lo, hi = limits.FLAT_RANGE
         with np.errstate(invalid="ignore"):
             outside = 100 * float(np.mean(~((d >= lo) & (d <= hi))))
-        flag = ("fail" if outside > FLAT_OUTLIER_FAIL else
-                "warn" if outside > FLAT_OUTLIER_WARN else "pass")
+        flag = ("fail" if outside > limits.FLAT_OUTLIER_FAIL else
+                "warn" if outside > limits.FLAT_OUTLIER_WARN else "pass")
         out.add(f"flat_outliers_{filt}", outside, unit="%", flag=flag,
                 reason=f"{outside:.2f} % of the {filt} flat's pixels are below {lo:g}, above "
                        f"{hi:g} or not finite (dead columns, vignetting, no data); warn above "
-                       f"{FLAT_OUTLIER_WARN:g} %, fail above {FLAT_OUTLIER_FAIL:g} %")
+                       f"{limits.FLAT_OUTLIER_WARN:g} %, fail above {limits.FLAT_OUTLIER_FAIL:g} %")
         if truth is not None and (truth.dir / f"flat_{filt}.fits").is_file():
             true = truth.image(f"flat_{filt}")
             if true.shape == d.shape:
@@ -227,11 +211,8 @@ def superflat_rows(paths, target, truth, out):
 
 
 def cosmics_rows(paths, target, truth, out):
-    path = paths.product("cosmics")
-    if not path.is_file():
-        return
-    tab = fitsio.read_table(path)
-    if not len(tab):
+    tab = table_of(paths, "cosmics")
+    if tab is None:
         return
     frac = 100 * np.asarray(tab["fraction"], float)          # percent
     files = [str(f) for f in tab["file"]]
@@ -241,27 +222,27 @@ def cosmics_rows(paths, target, truth, out):
     have_t = np.isfinite(t) & (t > 0)
     if have_t.sum() >= 2:
         rate = float(np.median(frac[have_t] / t[have_t]))     # % per second
-        expected = np.where(have_t, CR_FACTOR * rate * t + CR_FLOOR, np.nan)
-        basis = (f"{CR_FACTOR:g} x the median rate {fmt(rate * 3600)} %/hour x its exposure "
-                 f"time + {CR_FLOOR:g} %")
+        expected = np.where(have_t, limits.CR_FACTOR * rate * t + limits.CR_FLOOR, np.nan)
+        basis = (f"{limits.CR_FACTOR:g} x the median rate {fmt(rate * 3600)} %/hour x its exposure "
+                 f"time + {limits.CR_FLOOR:g} %")
     else:
-        expected = np.full(frac.size, CR_FACTOR * np.median(frac) + CR_FLOOR)
-        basis = f"{CR_FACTOR:g} x the median fraction + {CR_FLOOR:g} % (no exposure times)"
+        expected = np.full(frac.size, limits.CR_FACTOR * np.median(frac) + limits.CR_FLOOR)
+        basis = f"{limits.CR_FACTOR:g} x the median fraction + {limits.CR_FLOOR:g} % (no exposure times)"
     with np.errstate(invalid="ignore"):
         excess = frac / expected
     worst = int(np.nanargmax(excess)) if np.isfinite(excess).any() else int(np.argmax(frac))
     imax = int(np.argmax(frac))
-    outliers = [files[i] for i in np.flatnonzero((excess > 1) | (frac > CR_MAX))]
+    outliers = [files[i] for i in np.flatnonzero((excess > 1) | (frac > limits.CR_MAX))]
     if outliers:
         flag = "warn"
         reason = (f"{len(outliers)} frame(s) with more cosmic rays than {basis} or above "
-                  f"{CR_MAX:g} %: {', '.join(outliers[:4])}; look at their masks in "
+                  f"{limits.CR_MAX:g} %: {', '.join(outliers[:4])}; look at their masks in "
                   "03_cosmics (stars taken for cosmic rays?)")
     else:
         flag = "pass"
         reason = (f"the highest fraction {frac[imax]:.3f} % ({files[imax]}); no frame exceeds "
                   f"{basis} (the closest: {files[worst]}, {fmt(excess[worst])} of its limit) "
-                  f"or {CR_MAX:g} %")
+                  f"or {limits.CR_MAX:g} %")
     out.add("cr_fraction_max", float(frac[imax]), unit="%", flag=flag, reason=reason)
     if truth is not None:
         found, false = [], []
@@ -313,6 +294,6 @@ def calibrate_rows(paths, target, truth, out):
             reason=f"median fraction of flagged pixels (MASK != 0) over {len(percent)} "
                    "calibrated frames")
     out.add("masked_max", float(percent[i]), unit="%",
-            flag="warn" if percent[i] > MASKED_WARN else "pass",
+            flag="warn" if percent[i] > limits.MASKED_WARN else "pass",
             reason=f"{names[i]} has the most flagged pixels, {percent[i]:.2f} % ({bits or 'none'}); "
-                   f"warn above {MASKED_WARN:g} %")
+                   f"warn above {limits.MASKED_WARN:g} %")

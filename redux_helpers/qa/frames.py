@@ -10,32 +10,16 @@ from astropy.io import fits
 
 from .. import fitsio, masks, products
 from ..background import rate_outliers
-from .rows import (
-    BADPIX_FAIL,
-    BADPIX_WARN,
-    MIN_DEPTH,
-    POISSON_RANGE,
-    REG_FAIL,
-    REG_WARN,
-    REJECT_FAIL,
-    SKY_SCATTER_FAIL,
-    UNCERT_RANGE,
-    as_float,
-    fmt,
-    inventory_of,
-    within,
-)
+from . import rows as limits  # the thresholds, each named where it is used
+from .rows import as_float, fmt, inventory_of, table_of, within
 
 log = logging.getLogger(__name__)
 
 
 def background_rows(paths, target, truth, out):
     folder = paths.step("05_background")
-    path = paths.product("background")
-    if not path.is_file():
-        return
-    tab = fitsio.read_table(path)
-    if not len(tab):
+    tab = table_of(paths, "background")
+    if tab is None:
         return
     inv = inventory_of(paths)
     for filt in sorted({str(f) for f in tab["filter"]}):
@@ -72,20 +56,17 @@ def background_rows(paths, target, truth, out):
             if sky_e is not None and np.isfinite(rn) and sky_e > 0:
                 scale = 1.0 if bunit == "electron" else exptime
                 poisson.append(float(r["sky_rms"]) * scale / math.sqrt(sky_e + rn ** 2))
-        if ratios:
-            v = float(np.median(ratios))
-            lo, hi = UNCERT_RANGE
-            out.add(f"sky_noise_vs_uncert_{filt}", v, flag=within(v, lo, hi),
-                    reason=f"{filt}: the sky's measured scatter ({fmt(rms)} {unit} median) is "
-                           f"{v:.3f} x the median UNCERT of the frames; pass within {lo:g}-{hi:g} "
-                           "(the uncertainty plane describes the real noise)")
-        if poisson:
-            v = float(np.median(poisson))
-            lo, hi = POISSON_RANGE
-            out.add(f"sky_noise_vs_poisson_{filt}", v, flag=within(v, lo, hi),
-                    reason=f"{filt}: the sky's scatter is {v:.3f} x sqrt(sky + read noise^2) in "
-                           f"electrons (photon and read noise alone); pass within {lo:g}-{hi:g} "
-                           "(flat-field, dark and bias noise add a little)")
+        for name, values, (lo, hi), said, why in (
+                ("uncert", ratios, limits.UNCERT_RANGE,
+                 f"the sky's measured scatter ({fmt(rms)} {unit} median) is {{v:.3f}} x the median "
+                 "UNCERT of the frames", "the uncertainty plane describes the real noise"),
+                ("poisson", poisson, limits.POISSON_RANGE,
+                 "the sky's scatter is {v:.3f} x sqrt(sky + read noise^2) in electrons (photon and "
+                 "read noise alone)", "flat-field, dark and bias noise add a little")):
+            if values:
+                v = float(np.median(values))
+                out.add(f"sky_noise_vs_{name}_{filt}", v, flag=within(v, lo, hi),
+                        reason=f"{filt}: {said.format(v=v)}; pass within {lo:g}-{hi:g} ({why})")
         _sky_scatter(filt, sel, out)
         out.add(f"sky_rms_{filt}", rms, unit=unit,
                 reason=f"median scatter of the {filt} sky after subtraction, per frame"
@@ -99,14 +80,14 @@ def background_rows(paths, target, truth, out):
 
 
 def _sky_scatter(filt, sel, out):
-    """Fail a filter whose frames' sky rates disagree by more than SKY_SCATTER_FAIL %."""
+    """Fail a filter whose frames' sky rates disagree by more than ``SKY_SCATTER_FAIL`` %."""
     lights = sel[np.array([str(t) for t in sel["frametype"]]) == "light"] \
         if "frametype" in sel.colnames else sel
     if len(lights) < 2:
         return
     names = [str(f) for f in lights["file"]]
     rates = np.asarray(lights["sky_rate"], float)
-    odd = rate_outliers(names, rates, max_scatter=SKY_SCATTER_FAIL / 100)
+    odd = rate_outliers(names, rates, max_scatter=limits.SKY_SCATTER_FAIL / 100)
     spread = 100 * float(np.max(np.abs(rates / np.median(rates) - 1)))
     if odd:
         methods = dict(zip(names, (str(m) for m in lights["method"]), strict=True)) \
@@ -114,14 +95,14 @@ def _sky_scatter(filt, sel, out):
         why = "; ".join(f"{k} ({methods.get(k, '?')}): {v}" for k, v in odd.items())
         out.add(f"sky_rate_scatter_{filt}", spread, unit="%", flag="fail",
                 reason=f"{filt}: {len(odd)} of {len(names)} light frames' sky rates disagree "
-                       f"with the others: {why}; fail above {SKY_SCATTER_FAIL:g} % (a sky "
+                       f"with the others: {why}; fail above {limits.SKY_SCATTER_FAIL:g} % (a sky "
                        "wrong in 05, or a sky that changed through the night: look at the "
                        "frames named)")
     else:
         out.add(f"sky_rate_scatter_{filt}", spread, unit="%", flag="pass",
                 reason=f"{filt}: the {len(names)} light frames' sky rates are within "
                        f"{spread:.1f} % of their median; fail if one is more than "
-                       f"{SKY_SCATTER_FAIL:g} % from the others'")
+                       f"{limits.SKY_SCATTER_FAIL:g} % from the others'")
 
 
 def badpix_rows(paths, target, truth, out):
@@ -131,11 +112,11 @@ def badpix_rows(paths, target, truth, out):
         frac = 100 * float(np.mean(bpm > 0))
         bits = ", ".join(f"{b} {int(masks.has(bpm, b).sum())}"
                          for b in masks.BITS if masks.has(bpm, b).any())
-        flag = "fail" if frac > BADPIX_FAIL else "warn" if frac > BADPIX_WARN else "pass"
+        flag = "fail" if frac > limits.BADPIX_FAIL else "warn" if frac > limits.BADPIX_WARN else "pass"
         out.add("bad_pixel_fraction", frac, unit="%", flag=flag,
                 reason=f"{frac:.2f} % of the chip is flagged in badpix.fits "
-                       f"({bits or 'nothing'} pixels); warn above {BADPIX_WARN:g} %, fail "
-                       f"above {BADPIX_FAIL:g} %")
+                       f"({bits or 'nothing'} pixels); warn above {limits.BADPIX_WARN:g} %, fail "
+                       f"above {limits.BADPIX_FAIL:g} %")
         if truth is not None:
             hot = truth.table("hot_pixels")
             x, y = np.asarray(hot["x"], int), np.asarray(hot["y"], int)
@@ -179,11 +160,11 @@ def stack_rows(paths, target, truth, out):
             out.add("registration_residual_median", float(np.median(res[sel])), unit="px",
                     reason=f"median rms residual of the registered star positions over "
                            f"{int(sel.sum())} frames (the reference frame not counted)")
-            flag = "fail" if worst > REG_FAIL else "warn" if worst > REG_WARN else "pass"
+            flag = "fail" if worst > limits.REG_FAIL else "warn" if worst > limits.REG_WARN else "pass"
             out.add("registration_residual_max", worst, unit="px", flag=flag,
                     reason=f"worst registration residual {worst:.3f} px ({names[i]}, "
-                           f"{method[i]}); warn above {REG_WARN:g} px (stars blurred in the "
-                           f"stack), fail above {REG_FAIL:g} px")
+                           f"{method[i]}); warn above {limits.REG_WARN:g} px (stars blurred in the "
+                           f"stack), fail above {limits.REG_FAIL:g} px")
         left = reg[~used]
         left_out = len(left)
         why = "; ".join(f"{r['file']}: {r['reason']}" for r in left[:3])
@@ -211,28 +192,28 @@ def stack_rows(paths, target, truth, out):
         if left_out is None and "NLEFTOUT" in h:
             extra += f"; {int(h['NLEFTOUT'])} frame(s) left out"
         out.add(f"stack_depth_{filt}", depth, unit="frames",
-                flag="pass" if depth >= MIN_DEPTH else "warn",
+                flag="pass" if depth >= limits.MIN_DEPTH else "warn",
                 reason=f"{depth} frames combined in {spath.name}{extra}; warn below "
-                       f"{MIN_DEPTH} (no outlier rejection possible)")
+                       f"{limits.MIN_DEPTH} (no outlier rejection possible)")
         if "REJFRAC" in h:
             _rejection(filt, spath, 100 * float(h["REJFRAC"]),
                        {f: p for f, p in rejected.items() if filters_of.get(f) == filt}, out)
 
 
 def _rejection(filt, spath, percent, per_frame, out):
-    """Fail a stack that rejected more than REJECT_FAIL % of its values; name the frames."""
+    """Fail a stack that rejected more than ``REJECT_FAIL`` % of its values; name the frames."""
     worst = sorted(per_frame.items(), key=lambda kv: -kv[1])[:3]
     named = ", ".join(f"{f} {p:.1f} %" for f, p in worst) if worst else "no per-frame table"
-    if percent > REJECT_FAIL:
+    if percent > limits.REJECT_FAIL:
         out.add(f"stack_rejected_{filt}", percent, unit="%", flag="fail",
                 reason=f"{spath.name} rejected {percent:.2f} % of its values; most from "
                        f"{named}: a frame that disagrees with the others over much of the "
                        f"grid (a wrong sky in 05, a wrong flat, clouds); fail above "
-                       f"{REJECT_FAIL:g} %")
+                       f"{limits.REJECT_FAIL:g} %")
     else:
         out.add(f"stack_rejected_{filt}", percent, unit="%", flag="pass",
                 reason=f"{spath.name} rejected {percent:.3f} % of its values (most from "
-                       f"{named}); fail above {REJECT_FAIL:g} %")
+                       f"{named}); fail above {limits.REJECT_FAIL:g} %")
 
 
 def _registration_vs_truth(reg, truth, out):

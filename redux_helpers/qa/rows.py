@@ -8,7 +8,7 @@ import math
 import numpy as np
 from astropy.table import Table
 
-from .. import masters
+from .. import fitsio, masters
 from ..background import MAX_RATE_SCATTER
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,14 @@ def inventory_of(paths) -> Table | None:
     """00's inventory with 02's gain and read noise where the headers had none."""
     return masters.read_inventory(paths, need_camera=False) if paths.inventory.is_file() else None
 
+
+def table_of(paths, key) -> Table | None:
+    """Product ``key``'s table, or None when the step did not make it or it has no row."""
+    path = paths.product(key)
+    if not path.is_file():
+        return None
+    tab = fitsio.read_table(path)
+    return tab if len(tab) else None
 
 
 def exptimes_of(paths) -> dict:

@@ -9,21 +9,8 @@ from astropy.table import Table
 
 from .. import fitsio, muse
 from ..errors import ReduxError
-from .rows import (
-    ANCHOR_MIN_BINS,
-    ANCHOR_SLOPE_TOL,
-    CONT_SCALE_REL_WARN,
-    K_ERR_WARN,
-    MAD_TO_SIGMA,
-    MAX_REJECTED,
-    MIN_STANDARDS,
-    NEBULA_BIAS_TOL,
-    NEBULA_SCATTER_FACTOR,
-    ZP_ERR_WARN,
-    ZP_RMS_WARN,
-    as_float,
-    fmt,
-)
+from . import rows as limits  # the thresholds, each named where it is used
+from .rows import as_float, fmt
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +41,10 @@ def _zero_point(z, truth, out):
                 reason=f"{f}: zero point {zp:.3f} taken from the manifest, not measured "
                        "tonight (no standards)")
     else:
-        flag = "pass" if np.isfinite(zp_err) and zp_err <= ZP_ERR_WARN else "warn"
+        flag = "pass" if np.isfinite(zp_err) and zp_err <= limits.ZP_ERR_WARN else "warn"
         out.add(f"zero_point_{f}", zp, error=zp_err, unit="mag", flag=flag,
                 reason=f"{f}: ZP {zp:.3f} +- {fmt(zp_err, 2)} mag from the standards; warn "
-                       f"if the error exceeds {ZP_ERR_WARN:g} mag")
+                       f"if the error exceeds {limits.ZP_ERR_WARN:g} mag")
     k, k_err, fitted = as_float(z["k"]), as_float(z["k_err"]), bool(z["k_fitted"])
     if np.isfinite(k):
         if source != "standards":
@@ -68,23 +55,23 @@ def _zero_point(z, truth, out):
                       "taken as given, the standards' airmasses could not constrain it); its "
                       "error is not in the zero point's")
         else:
-            flag = "pass" if np.isfinite(k_err) and k_err <= K_ERR_WARN else "warn"
+            flag = "pass" if np.isfinite(k_err) and k_err <= limits.K_ERR_WARN else "warn"
             reason = (f"{f}: extinction k = {k:.3f} +- {fmt(k_err, 2)} mag/airmass fitted to the "
-                      f"standards; warn if k is not fitted or its error exceeds {K_ERR_WARN:g}")
+                      f"standards; warn if k is not fitted or its error exceeds {limits.K_ERR_WARN:g}")
         out.add(f"extinction_{f}", k, error=k_err if fitted else np.nan, unit="mag/airmass",
                 flag=flag, reason=reason)
     if source == "standards":
         n_used, n_total = int(z["n_used"]), int(z["n_total"])
         rejected = (n_total - n_used) / n_total if n_total else 0.0
-        bad = n_used < MIN_STANDARDS or rejected > MAX_REJECTED
+        bad = n_used < limits.MIN_STANDARDS or rejected > limits.MAX_REJECTED
         out.add(f"n_standards_{f}", n_used, unit="measurements", flag="warn" if bad else "pass",
                 reason=f"{f}: {n_used} of {n_total} standard-star measurements used; warn below "
-                       f"{MIN_STANDARDS} or if more than {100 * MAX_REJECTED:g} % are rejected")
+                       f"{limits.MIN_STANDARDS} or if more than {100 * limits.MAX_REJECTED:g} % are rejected")
         rms = as_float(z["rms"])
         out.add(f"zp_fit_rms_{f}", rms, unit="mag",
-                flag="pass" if np.isfinite(rms) and rms <= ZP_RMS_WARN else "warn",
+                flag="pass" if np.isfinite(rms) and rms <= limits.ZP_RMS_WARN else "warn",
                 reason=f"{f}: rms of the standards about the fit {fmt(rms, 2)} mag; warn above "
-                       f"{ZP_RMS_WARN:g} mag (clouds, a wrong catalogue match, a colour term)")
+                       f"{limits.ZP_RMS_WARN:g} mag (clouds, a wrong catalogue match, a colour term)")
     if truth is not None and f in truth["zero_point"] and np.isfinite(zp):
         d = zp - float(truth["zero_point"][f])
         pull = f", {d / zp_err:+.2f} sigma" if np.isfinite(zp_err) and zp_err > 0 else ""
@@ -112,13 +99,13 @@ def hii_rows(paths, target, truth, out):
     if np.isfinite(scale):
         rel = err / scale if np.isfinite(err) and scale else np.nan
         src = meta.get("scale_from", "")
-        flag = "pass" if np.isfinite(rel) and rel <= CONT_SCALE_REL_WARN else "warn"
+        flag = "pass" if np.isfinite(rel) and rel <= limits.CONT_SCALE_REL_WARN else "warn"
         if src == "manifest" and not np.isfinite(rel):
             flag = "info"
         out.add("continuum_scale", scale, error=err, flag=flag,
                 reason=f"continuum scale {scale:.4g} +- {fmt(err, 2)} ({fmt(100 * rel, 2)} %"
                        f"{', from ' + str(src) if src else ''}); warn if the relative error "
-                       f"exceeds {100 * CONT_SCALE_REL_WARN:g} % (it is that error on the line "
+                       f"exceeds {100 * limits.CONT_SCALE_REL_WARN:g} % (it is that error on the line "
                        "flux of a region whose continuum equals its line)")
         est = meta.get("estimates") or {}
         if len(est) > 1:
@@ -179,18 +166,18 @@ def halpha_muse_rows(paths, target, truth, out):
         n_bins = as_float(meta.get("n_bins"))
         n_bins, n_pix = (int(n_bins) if np.isfinite(n_bins) else 0), meta.get("n_pixels", "?")
         out.add("anchor_slope", slope, error=slope_err,
-                flag="pass" if abs(slope - 1) <= ANCHOR_SLOPE_TOL else "warn",
+                flag="pass" if abs(slope - 1) <= limits.ANCHOR_SLOPE_TOL else "warn",
                 reason=f"MUSE = offset + slope x ours: slope {slope:.3f} +- {fmt(slope_err, 2)}; "
-                       f"warn if it differs from 1 by more than {ANCHOR_SLOPE_TOL:g} (the two "
+                       f"warn if it differs from 1 by more than {limits.ANCHOR_SLOPE_TOL:g} (the two "
                        "flux scales disagree by that much)")
         unit = str(meta.get("offset_unit", meta.get("unit", "")))
         out.add("anchor_offset", offset, error=offset_err, unit=unit,
                 reason=f"offset {offset:.3g} +- {fmt(offset_err, 2)} {unit} per MUSE pixel "
                        "(a difference in sky subtraction)")
         out.add("anchor_bins", n_bins, unit="bins",
-                flag="pass" if n_bins >= ANCHOR_MIN_BINS else "warn",
+                flag="pass" if n_bins >= limits.ANCHOR_MIN_BINS else "warn",
                 reason=f"the fit used {n_bins} bins of {n_pix} pixels; warn below "
-                       f"{ANCHOR_MIN_BINS} bins (too few to see a slope)")
+                       f"{limits.ANCHOR_MIN_BINS} bins (too few to see a slope)")
         space = truth["space"] if truth is not None and "space" in truth.facts else {}
         true_key = "anchor_slope" if "anchor_slope" in space else "muse_slope"
         if true_key in space and np.isfinite(slope) and meta.get("mode", "hst") == "hst":
@@ -210,15 +197,15 @@ def halpha_muse_rows(paths, target, truth, out):
         if s["n"]:
             med = s["median"]
             out.add("nebula_ratio_median", med, unit="ours/MUSE",
-                    flag="pass" if abs(med - 1) <= NEBULA_BIAS_TOL else "warn",
+                    flag="pass" if abs(med - 1) <= limits.NEBULA_BIAS_TOL else "warn",
                     reason=f"median flux ratio ours / MUSE {med:.3f} over {s['n']} nebulae "
                            f"(16-84 %: {s['p16']:.3f}-{s['p84']:.3f}); warn if it differs "
-                           f"from 1 by more than {100 * NEBULA_BIAS_TOL:g} %")
+                           f"from 1 by more than {100 * limits.NEBULA_BIAS_TOL:g} %")
             expected = s["expected_scatter"]
             if np.isfinite(expected) and expected > 0:
-                flag = "pass" if s["scatter"] <= NEBULA_SCATTER_FACTOR * expected else "warn"
+                flag = "pass" if s["scatter"] <= limits.NEBULA_SCATTER_FACTOR * expected else "warn"
                 reason = (f"scatter of the ratio (1.4826 MAD) {s['scatter']:.3f}, the flux "
-                          f"errors explain {expected:.3f}; warn above {NEBULA_SCATTER_FACTOR:g} x that")
+                          f"errors explain {expected:.3f}; warn above {limits.NEBULA_SCATTER_FACTOR:g} x that")
             else:
                 flag = "info"
                 reason = (f"scatter of the ratio (1.4826 MAD) {s['scatter']:.3f} "
@@ -347,12 +334,12 @@ def comparison_stats(tab, col="flux_ours", ref="flux_muse") -> dict:
     if not ratio.size:
         return out
     med = float(np.median(ratio))
-    out.update(median=med, scatter=float(MAD_TO_SIGMA * np.median(np.abs(ratio - med))),
+    out.update(median=med, scatter=float(limits.MAD_TO_SIGMA * np.median(np.abs(ratio - med))),
                p16=float(np.percentile(ratio, 16)), p84=float(np.percentile(ratio, 84)))
     pos = ratio[ratio > 0]
     if pos.size:
         lr = np.log10(pos)
-        out["scatter_dex"] = float(MAD_TO_SIGMA * np.median(np.abs(lr - np.median(lr))))
+        out["scatter_dex"] = float(limits.MAD_TO_SIGMA * np.median(np.abs(lr - np.median(lr))))
     if f"{col}_err" in tab.colnames and f"{ref}_err" in tab.colnames:
         ea = np.asarray(tab[f"{col}_err"], float)[ok]
         eb = np.asarray(tab[f"{ref}_err"], float)[ok]
