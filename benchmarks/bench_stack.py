@@ -151,7 +151,7 @@ def run_ours(paths):
 
     ref = fitsio.read_product(paths[0])
     ref_bad = (ref.mask > 0) | ~np.isfinite(ref.data)
-    rx, ry, _ = register.find_stars(ref.data, mask=ref_bad)
+    rx, ry, _ = register.find_stars(ref.data, bad=ref_bad)
     ref_wcs, shape = wcs_of(ref.header), ref.data.shape
     del ref
     transforms, resampled = [], []
@@ -161,7 +161,7 @@ def run_ours(paths):
             t = register.Transform(method="reference")
         else:
             bad = (p.mask > 0) | ~np.isfinite(p.data)
-            x, y, _ = register.find_stars(p.data, mask=bad)
+            x, y, _ = register.find_stars(p.data, bad=bad)
             t = register.register_frame(np.c_[x, y], np.c_[rx, ry], wcs=wcs_of(p.header),
                                         ref_wcs=ref_wcs, shape=shape)
         transforms.append(t)

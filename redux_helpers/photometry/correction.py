@@ -9,9 +9,10 @@ import numpy as np
 from astropy.stats import gaussian_fwhm_to_sigma
 
 from ..errors import ReduxError
+from ..stars import boxes_around
 from .aperture import _check_radii, _positions, local_background, measure
 from .constants import MAD_TO_SIGMA, MAG_PER_LN, MEDIAN_EFFICIENCY
-from .detect import _bad_pixels, _boxes_around
+from .detect import _bad_pixels
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def filled_cores(coverage, x, y, *, r_core, r_in, r_out):
     cov = np.asarray(coverage, float)
     ny, nx = cov.shape
     out = np.zeros(len(x), bool)
-    for i, box, d2 in _boxes_around((ny, nx), x, y, r_out):
+    for i, box, d2 in boxes_around((ny, nx), x, y, r_out):
         cut = cov[box]
         core, ring = cut[d2 <= r_core ** 2], cut[(d2 >= r_in ** 2) & (d2 <= r_out ** 2)]
         if core.size and ring.size:

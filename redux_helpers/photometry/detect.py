@@ -1,15 +1,15 @@
-"""Finding stars: `detect_stars` (DAOStarFinder on a frame with its uncertainty and mask, flagged and saturated sources dropped)."""
+"""Finding stars for photometry: `detect_stars` (the suite's one finder, `stars.daofind`, on a frame
+with its uncertainty and mask; every star kept, flagged and saturated ones marked)."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 from astropy.table import Table
 
 from .. import masks
-from ..register import refine_centroids
+from ..stars import daofind, near_flagged, refine_centroids
 from .constants import DETECT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -22,30 +22,6 @@ def _bad_pixels(data, uncertainty=None, mask=None):
     if mask is not None:
         bad |= np.asarray(mask) > 0
     return bad
-
-
-def _within(flags, x, y, radius):
-    """Which positions (x, y) have a flagged pixel whose centre is within ``radius``."""
-    ny, nx = flags.shape
-    out = np.zeros(len(x), bool)
-    if not flags.any():
-        return out
-    for i, box, d2 in _boxes_around((ny, nx), x, y, radius):
-        out[i] = bool(flags[box][d2 <= radius * radius].any())
-    return out
-
-
-def _boxes_around(shape, x, y, radius):
-    """(index, box slices, squared distance of its pixels) for each position's box of ``radius``."""
-    ny, nx = shape
-    r = int(np.ceil(radius))
-    for i, (cx, cy) in enumerate(zip(x, y, strict=True)):
-        x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.ceil(cx)) + r + 1, nx)
-        y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.ceil(cy)) + r + 1, ny)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        yield i, (slice(y0, y1), slice(x0, x1)), (xx - cx) ** 2 + (yy - cy) ** 2
 
 
 def _empty_detections() -> Table:
@@ -97,8 +73,6 @@ def detect_stars(data, uncertainty, mask=None, *, fwhm=3.5, nsigma=5.0, saturate
     ignores masked pixels when it looks for peaks, so a star with a cosmic ray or a
     saturated core would vanish instead of being found and flagged.
     """
-    from photutils.detection import DAOStarFinder
-
     data = np.asarray(data, float)
     unc = np.broadcast_to(np.asarray(uncertainty, float), data.shape)
     bad = _bad_pixels(data, unc, mask)
@@ -110,20 +84,15 @@ def detect_stars(data, uncertainty, mask=None, *, fwhm=3.5, nsigma=5.0, saturate
         log.warning("detect_stars: the median uncertainty is %s; nothing detected", noise)
         return _empty_detections()
     clean = np.where(bad, 0.0, data)
-    finder = DAOStarFinder(nsigma * noise, fwhm, exclude_border=True,
-                           min_separation=min_separation)
-    with warnings.catch_warnings():      # "no sources found" is an answer here
-        warnings.simplefilter("ignore")
-        found = finder(clean)
-    if found is None or len(found) == 0:
+    found = daofind(clean, nsigma * noise, fwhm, min_separation=min_separation)
+    if not len(found):
         return _empty_detections()
-    found.sort("flux", reverse=True)
     x, y = refine_centroids(clean, found["x_centroid"], found["y_centroid"], fwhm=fwhm)
-    flagged = _within(bad, x, y, fwhm)
+    flagged = near_flagged(bad, x, y, fwhm)
     peak = np.asarray(found["peak"], float)
     saturated = np.zeros(len(x), bool) if saturate is None else peak >= saturate
     if mask is not None:
-        saturated |= _within(masks.has(mask, "SATURATED"), x, y, fwhm)
+        saturated |= near_flagged(masks.has(mask, "SATURATED"), x, y, fwhm)
     out = Table()
     out["id"] = np.arange(1, len(x) + 1)
     out["x"], out["y"], out["peak"] = x, y, peak

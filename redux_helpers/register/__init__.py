@@ -25,12 +25,22 @@ Where things are
 ----------------
 ============= =====================================================================
 ``transform`` `Transform`, `RegistrationError`, `overlap_fraction`
-``stars``     `find_stars`, `minus_local_background`, `half_light_radii`, `point_like_sources`, `despiked`, `refine_centroids`
 ``matching``  `fit_similarity`, `match_stars`, `transform_from_pairs`, `refine`, `register_stars`, `register_frame`, `register_wcs`
 ``xcorr``     `correlation_image`, `register_xcorr`
 ============= =====================================================================
+
+The stars it uses are found by `redux_helpers.stars` (`find_stars`, `refine_centroids`,
+`point_like_sources`, `despiked`, ...: the suite's one star finder), re-exported here.
 """
 
+from ..stars import (
+    despiked,
+    find_stars,
+    half_light_radii,
+    minus_local_background,
+    point_like_sources,
+    refine_centroids,
+)
 from .matching import (
     fit_similarity,
     match_stars,
@@ -39,14 +49,6 @@ from .matching import (
     register_stars,
     register_wcs,
     transform_from_pairs,
-)
-from .stars import (
-    despiked,
-    find_stars,
-    half_light_radii,
-    minus_local_background,
-    point_like_sources,
-    refine_centroids,
 )
 from .transform import MAD_TO_SIGMA, RegistrationError, Transform, overlap_fraction
 from .xcorr import correlation_image, register_xcorr

@@ -145,7 +145,7 @@ def register_stars(src_xy, ref_xy, *, significance=3.0, min_pairs=4, max_residua
 
 
 def register_frame(src_xy, ref_xy, *, wcs=None, ref_wcs=None, shape=None, image=None,
-                   ref_image=None, mask=None, ref_mask=None, fwhm=3.5, trust_wcs=False):
+                   ref_image=None, bad=None, ref_bad=None, fwhm=3.5, trust_wcs=False):
     """Register one frame by the best method its data allow; say which and why.
 
     In order:
@@ -170,7 +170,7 @@ def register_frame(src_xy, ref_xy, *, wcs=None, ref_wcs=None, shape=None, image=
         Shape of the frame (needed with a WCS).
     image, ref_image : 2-D arrays, optional
         The frames themselves, for the cross-correlation.
-    mask, ref_mask : bool arrays, optional
+    bad, ref_bad : bool arrays, optional
         Pixels the cross-correlation ignores.
     fwhm : float
         Star size in pixels, for the cross-correlation.
@@ -201,7 +201,7 @@ def register_frame(src_xy, ref_xy, *, wcs=None, ref_wcs=None, shape=None, image=
     if image is not None and ref_image is not None:
         if np.shape(image) == np.shape(ref_image):
             try:
-                return register_xcorr(image, ref_image, mask=mask, ref_mask=ref_mask, fwhm=fwhm)
+                return register_xcorr(image, ref_image, bad=bad, ref_bad=ref_bad, fwhm=fwhm)
             except RegistrationError as exc:
                 reasons.append(str(exc))
         else:

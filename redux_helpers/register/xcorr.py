@@ -10,7 +10,7 @@ from scipy import ndimage
 from .transform import MAD_TO_SIGMA, RegistrationError, Transform
 
 
-def correlation_image(data, *, mask=None, fwhm=3.5, nsigma=2.0, box=None):
+def correlation_image(data, *, bad=None, fwhm=3.5, nsigma=2.0, box=None):
     """The frame reduced to its sources, for cross-correlation: what moves with the sky.
 
     Cross-correlating two raw frames matches everything they have in common, and much
@@ -34,7 +34,7 @@ def correlation_image(data, *, mask=None, fwhm=3.5, nsigma=2.0, box=None):
     ----------
     data : 2-D array
         A frame, raw or calibrated (any units).
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to ignore (treated as background).
     fwhm : float
         Approximate size of a star in pixels.
@@ -48,9 +48,7 @@ def correlation_image(data, *, mask=None, fwhm=3.5, nsigma=2.0, box=None):
     2-D float array, zero where there are no sources.
     """
     a = np.array(data, dtype=np.float64)
-    bad = ~np.isfinite(a)
-    if mask is not None:
-        bad |= np.asarray(mask, bool)
+    bad = ~np.isfinite(a) if bad is None else ~np.isfinite(a) | np.asarray(bad, bool)
     if bad.all():
         return np.zeros(a.shape)
     level = float(np.median(a[~bad]))
@@ -72,29 +70,19 @@ def correlation_image(data, *, mask=None, fwhm=3.5, nsigma=2.0, box=None):
 
 
 def _box_background(a, bad, box):
-    """Median of the good pixels in boxes of ``box`` pixels, median-filtered, interpolated."""
-    ny, nx = a.shape
-    by, bx = max(1, ny // box), max(1, nx // box)
-    grid = np.full((by, bx), np.nan)
-    for i in range(by):
-        ys = slice(i * ny // by, (i + 1) * ny // by)
-        for j in range(bx):
-            xs = slice(j * nx // bx, (j + 1) * nx // bx)
-            good = ~bad[ys, xs]
-            if good.sum() > 0.2 * good.size:
-                grid[i, j] = np.median(a[ys, xs][good])
-    if np.isnan(grid).all():
+    """The smooth level under the sources: photutils' `Background2D`, median in boxes of
+    ``box`` pixels (sources and ``bad`` pixels left out), median-filtered over 3 x 3 boxes,
+    as `background.sky_model` measures a sky; zero when too few pixels are good."""
+    from photutils.background import Background2D, MedianBackground
+
+    box = int(min(box, *a.shape))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Background2D(a, box, mask=bad, filter_size=3, sigma_clip=None,
+                                bkg_estimator=MedianBackground(), exclude_percentile=80.0).background
+    except ValueError:       # every box has too many bad pixels
         return np.zeros(a.shape)
-    grid = np.where(np.isnan(grid), np.nanmedian(grid), grid)
-    if min(by, bx) >= 3:
-        grid = ndimage.median_filter(grid, size=3, mode="nearest")
-    # box centres -> every pixel (bilinear, flat beyond the outer centres)
-    yc = (np.arange(by) + 0.5) * ny / by - 0.5
-    xc = (np.arange(bx) + 0.5) * nx / bx - 0.5
-    iy = np.interp(np.arange(ny), yc, np.arange(by))
-    ix = np.interp(np.arange(nx), xc, np.arange(bx))
-    return ndimage.map_coordinates(grid, np.meshgrid(iy, ix, indexing="ij"), order=1,
-                                   mode="nearest")
 
 
 def _peaks(cimg, fwhm, max_peaks=100):
@@ -115,7 +103,7 @@ def _peaks(cimg, fwhm, max_peaks=100):
     return np.c_[xs, ys] if xs else np.zeros((0, 2))
 
 
-def register_xcorr(image, ref_image, *, mask=None, ref_mask=None, upsample=100, fwhm=3.5,
+def register_xcorr(image, ref_image, *, bad=None, ref_bad=None, upsample=100, fwhm=3.5,
                    min_contrast=1.5) -> Transform:
     """Pure translation by cross-correlating the frames' sources, to 1/``upsample`` pixel.
 
@@ -133,8 +121,8 @@ def register_xcorr(image, ref_image, *, mask=None, ref_mask=None, upsample=100, 
     """
     from skimage.registration import phase_cross_correlation
 
-    a = correlation_image(ref_image, mask=ref_mask, fwhm=fwhm)
-    b = correlation_image(image, mask=mask, fwhm=fwhm)
+    a = correlation_image(ref_image, bad=ref_bad, fwhm=fwhm)
+    b = correlation_image(image, bad=bad, fwhm=fwhm)
     if not a.any() or not b.any():
         which = "the reference" if not a.any() else "the frame"
         msg = f"cross-correlation: {which} shows no source above its noise"

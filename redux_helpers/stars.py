@@ -1,4 +1,16 @@
-"""The stars registration uses: `find_stars`, their half-light radii and point-likeness, `despiked`, `refine_centroids`."""
+"""Finding and centring stars: the one star finder of the suite, for registration and photometry.
+
+* `daofind` — the one call of photutils' `DAOStarFinder`; `near_flagged` — which sources
+  have a flagged pixel within a radius of their centre (their centre and flux may be
+  biased); `refine_centroids` — windowed centres (`sep.winpos`);
+* `find_stars` — registration's stars: on a despiked frame, those touching a flagged
+  pixel dropped, only the point-like ones, the brightest ``max_stars``
+  (`photometry.detect_stars` keeps every star and flags, for photometry);
+* `minus_local_background`, `half_light_radii`, `point_like_sources`, `despiked`.
+
+Masks: ``bad`` is a boolean array (True: do not use the pixel); the suite's bitmasks
+(``mask``, `redux_helpers.masks`) become one by ``mask > 0``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +20,7 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 
 
-def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate=None,
+def find_stars(data, *, bad=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate=None,
                despike=True, point_like=True):
     """Detect and centre point sources; return (x, y, flux) of the brightest, 0-based.
 
@@ -16,8 +28,8 @@ def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate
     ----------
     data : array
         A calibrated frame (any units; the sky is removed here with sigma-clipped stats).
-    mask : bool array, optional
-        Pixels to ignore (cosmic rays, bad columns, saturated cores).
+    bad : bool array, optional
+        Pixels to ignore (cosmic rays, bad columns, saturated cores): True is bad.
     fwhm : float
         Approximate seeing in pixels.
     nsigma : float
@@ -41,12 +53,8 @@ def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate
         filter (on the demo's rotated Halpha frame, where most detections are HII
         regions, such centres put the registration 0.11 px off; stars alone, 0.01 px).
     """
-    from photutils.detection import DAOStarFinder
-
     data = np.asarray(data, float)
-    bad = ~np.isfinite(data)
-    if mask is not None:
-        bad |= np.asarray(mask, bool)
+    bad = ~np.isfinite(data) if bad is None else ~np.isfinite(data) | np.asarray(bad, bool)
     if bad.all():
         return np.zeros(0), np.zeros(0), np.zeros(0)
     # the sky level and noise from every 3rd pixel of every 3rd row: as good, 9x faster
@@ -54,18 +62,15 @@ def find_stars(data, *, mask=None, fwhm=3.5, nsigma=5.0, max_stars=200, saturate
     _, med, std = sigma_clipped_stats(data[::step, ::step], mask=bad[::step, ::step], sigma=3.0)
     if not np.isfinite(std) or std <= 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
-    finder = DAOStarFinder(nsigma * std, fwhm, exclude_border=True,
-                           peak_max=None if saturate is None else saturate - med)
     clean = (np.where(bad, med, data) - med).astype(np.float32)
-    detect = despiked(clean) if despike else clean
-    with warnings.catch_warnings():      # "no sources found" is an answer here
-        warnings.simplefilter("ignore")
-        found = finder(detect, mask=bad)
-    if found is None or len(found) == 0:
+    found = daofind(despiked(clean) if despike else clean, nsigma * std, fwhm, bad=bad,
+                    peak_max=None if saturate is None else saturate - med)
+    if not len(found):
         return np.zeros(0), np.zeros(0), np.zeros(0)
-    found = found[~_touches(bad, found["x_centroid"], found["y_centroid"],
-                            max(int(round(fwhm)), 1))]
-    found.sort("flux", reverse=True)
+    # a star touching a flagged pixel (its centre would be off): the diamond |dx|+|dy| <= r
+    # around its nearest pixel, r the FWHM rounded
+    found = found[~near_flagged(bad, found["x_centroid"], found["y_centroid"],
+                                max(int(round(fwhm)), 1), shape="diamond")]
     local = minus_local_background(clean, fwhm=fwhm)     # once, for centres and radii
     x, y = refine_centroids(local, found["x_centroid"], found["y_centroid"], fwhm=fwhm,
                             background_subtracted=True)
@@ -152,21 +157,60 @@ def despiked(a):
     return _median3(_median3(np.asarray(a), 1), 0)
 
 
-def _touches(bad, x, y, radius):
-    """Which of the positions (x, y) have a flagged pixel within ``radius`` (a diamond)."""
-    ny, nx = bad.shape
+def daofind(image, threshold, fwhm, *, bad=None, min_separation=None, peak_max=None):
+    """photutils' `DAOStarFinder` on ``image`` (its sky removed): the table it finds, brightest
+    first, or an empty table. ``bad`` pixels are left out of the peaks (None: none)."""
+    from astropy.table import Table
+    from photutils.detection import DAOStarFinder
+
+    finder = DAOStarFinder(threshold, fwhm, exclude_border=True, min_separation=min_separation,
+                           peak_max=peak_max)
+    with warnings.catch_warnings():      # "no sources found" is an answer here
+        warnings.simplefilter("ignore")
+        found = finder(image, mask=bad)
+    if found is None or len(found) == 0:
+        return Table()
+    found.sort("flux", reverse=True)
+    return found
+
+
+def boxes_around(shape, x, y, radius):
+    """(index, box slices, squared distance of its pixels) for each position's box of ``radius``."""
+    ny, nx = shape
+    r = int(np.ceil(radius))
+    for i, (cx, cy) in enumerate(zip(x, y, strict=True)):
+        x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.ceil(cx)) + r + 1, nx)
+        y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.ceil(cy)) + r + 1, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        yield i, (slice(y0, y1), slice(x0, x1)), (xx - cx) ** 2 + (yy - cy) ** 2
+
+
+def near_flagged(bad, x, y, radius, *, shape="circle"):
+    """Which positions (x, y) have a ``bad`` pixel within ``radius`` of them.
+
+    ``circle``: pixels whose centre is within ``radius`` of (x, y); ``diamond``: pixels
+    with ``|dx| + |dy| <= radius`` from the pixel nearest (x, y) (registration's rule).
+
+    >>> bad = np.zeros((9, 9), bool); bad[4, 7] = True
+    >>> near_flagged(bad, [4.0, 4.0], [4.0, 1.0], 3).tolist()
+    [True, False]
+    >>> near_flagged(bad, [5.0], [5.0], 2, shape="diamond").tolist()
+    [False]
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
     out = np.zeros(len(x), bool)
     if not bad.any():
         return out
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    diamond = (np.abs(yy) + np.abs(xx)) <= radius
-    for i, (cx, cy) in enumerate(zip(np.round(x).astype(int), np.round(y).astype(int),
-                                     strict=True)):
-        y0, x0 = cy - radius, cx - radius
-        cut = bad[max(y0, 0):cy + radius + 1, max(x0, 0):cx + radius + 1]
-        win = diamond[max(y0, 0) - y0:max(y0, 0) - y0 + cut.shape[0],
-                      max(x0, 0) - x0:max(x0, 0) - x0 + cut.shape[1]]
-        out[i] = bool((cut & win).any())
+    if shape == "diamond":
+        x, y = np.round(x), np.round(y)
+        for i, box, _ in boxes_around(bad.shape, x, y, radius):
+            yy, xx = np.mgrid[box]
+            out[i] = bool(bad[box][np.abs(yy - y[i]) + np.abs(xx - x[i]) <= radius].any())
+        return out
+    for i, box, d2 in boxes_around(bad.shape, x, y, radius):
+        out[i] = bool(bad[box][d2 <= radius * radius].any())
     return out
 
 
