@@ -309,6 +309,27 @@ class LineImage:
         return self.flux / self.pixel_area_arcsec2
 
 
+def line_minus_continuum(on, on_err, continuum, continuum_err, *, factor=1.0):
+    """``factor × (on − continuum)`` and its 1-sigma error: every continuum subtraction's core.
+
+    ``on`` is the narrow-band image (line + continuum), ``continuum`` the continuum under
+    the line in the same units, each with an error (None: none); the errors add in
+    quadrature. HST's (`subtract`): f_λ images and ``factor`` the filter's width;
+    a ground night's (`hii.subtract_continuum`): ``continuum = s R`` and
+    ``factor = 1 / (1 − s q)``.
+
+    >>> line_minus_continuum(np.array([5.0]), np.array([3.0]), np.array([1.0]), np.array([4.0]),
+    ...                      factor=2.0)
+    (array([8.]), array([10.]))
+    """
+    on = np.asarray(on, dtype=np.float64)
+    zeros = np.zeros_like(on)
+    line = (on - np.asarray(continuum, dtype=np.float64)) * factor
+    err = np.hypot(zeros if on_err is None else on_err,
+                   zeros if continuum_err is None else continuum_err) * abs(factor)
+    return line, err
+
+
 def subtract(line: FluxImage, continua: list[FluxImage], *, width_A, interp="log") -> LineImage:
     """Hα line flux per pixel: ``(f_Hα − f_cont) × width``.
 
@@ -334,10 +355,8 @@ def subtract(line: FluxImage, continua: list[FluxImage], *, width_A, interp="log
         msg = f"the line filter's width must be a positive number of Å, not {width_A!r}"
         raise ReduxError(msg)
     cont = continuum_at(line.photplam, continua, interp=interp)
-    flux = (line.flam - cont.flam) * width_A
-    le = line.flam_error if line.flam_error is not None else np.zeros_like(flux)
-    ce = cont.error if cont.error is not None else np.zeros_like(flux)
-    error = np.hypot(le, ce) * width_A
+    flux, error = line_minus_continuum(line.flam, line.flam_error, cont.flam, cont.error,
+                                       factor=width_A)
     area = line.pixel_arcsec ** 2 if line.wcs is not None else 1.0
     return LineImage(flux, error, cont, float(width_A), area)
 

@@ -1,9 +1,11 @@
-"""The pure line image, (Halpha - s R) / (1 - s q), with its uncertainty."""
+"""The pure line image of a ground night, (Halpha - s R) / (1 - s q), with its uncertainty
+(the subtraction itself is `contsub.line_minus_continuum`, HST's too)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..contsub import line_minus_continuum
 from ..errors import ReduxError
 
 
@@ -53,9 +55,9 @@ def subtract_continuum(ha, ha_unc, r, r_unc, scale, *, scale_err=0.0, line_in_co
         raise ReduxError(msg)
     ha, ha_unc, r, r_unc = (np.asarray(a, dtype=np.float64) for a in (ha, ha_unc, r, r_unc))
     _same_shape(ha=ha, ha_unc=ha_unc, r=r, r_unc=r_unc)
-    line = (ha - s * r) / denom
-    var = ha_unc ** 2 + (s * r_unc) ** 2 + (ds * (r - q * ha) / denom) ** 2
-    line_unc = np.sqrt(var) / denom
+    # the continuum s R, its error with the scale's: sigma_s |dline/ds| (1 - s q), see above
+    cont_err = np.hypot(s * r_unc, ds * (r - q * ha) / denom)
+    line, line_unc = line_minus_continuum(ha, ha_unc, s * r, cont_err, factor=1.0 / denom)
     bad = ~(np.isfinite(line) & np.isfinite(line_unc))
     line[bad] = np.nan
     line_unc[bad] = np.nan
