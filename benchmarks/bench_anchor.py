@@ -177,7 +177,7 @@ def run_ours(hst_p, muse_p, stages):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from redux_helpers import anchoring
+    from redux_helpers import anchoring, skywcs
 
     def mark(name):
         stages.append((name, time.perf_counter(),
@@ -192,8 +192,8 @@ def run_ours(hst_p, muse_p, stages):
     fit = anchoring.binned_fit(bm.image, bm.reference, n_bins=20, percentiles=(0.5, 99.9),
                                min_snr=5.0)
     mark("binned_fit")
-    anchored = anchoring.anchor(img, fit, image_pixel_area=anchoring.pixel_area_arcsec2(wi),
-                                reference_pixel_area=anchoring.pixel_area_arcsec2(wr))
+    anchored = anchoring.anchor(img, fit, image_pixel_area=skywcs.pixel_area_arcsec2(wi),
+                                reference_pixel_area=skywcs.pixel_area_arcsec2(wr))
     mark("anchor")
     repaired, filled = anchoring.repair_negatives(anchored, nsigma=3.0,
                                                   kernel_fwhm_px=REPAIR_FWHM_PX)

@@ -36,19 +36,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.stats import mad_std
 from astropy.wcs import WCS
-from astropy.wcs.utils import proj_plane_pixel_area
 from scipy import ndimage
 
 from .errors import ReduxError
+from .skywcs import pixel_area_arcsec2
 
 log = logging.getLogger(__name__)
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-
-
-def pixel_area_arcsec2(wcs: WCS) -> float:
-    """Area of one pixel (arcsec²) at the reference point."""
-    return float(proj_plane_pixel_area(wcs.celestial) * 3600.0 ** 2)
 
 
 def regrid(data, wcs_in: WCS, wcs_out: WCS, shape_out, *, conserve_flux=True,

@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
-from astropy.wcs.utils import proj_plane_pixel_scales
 
 from . import fitsio, hst_filters
 from .errors import ReduxError
 from .photometry import seeing_fwhm
+from .skywcs import pixel_scale_arcsec
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class FluxImage:
         if self.wcs is None:
             msg = f"{self.path}: no celestial WCS, so no pixel scale"
             raise ReduxError(msg)
-        return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 3600.0)
+        return pixel_scale_arcsec(self.wcs)
 
 
 def _data_hdu(hdul, path):

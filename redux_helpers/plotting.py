@@ -23,6 +23,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from . import skywcs
+
 log = logging.getLogger(__name__)
 
 STRETCHES = ("zscale", "percentile")
@@ -434,12 +436,10 @@ def compass(ax, wcs, *, size=0.12, corner=(0.85, 0.12), color="gold"):
     a rotated image (an HST or MUSE grid) shows which way is north. ``size`` and
     ``corner`` are fractions of the axes.
     """
-    from astropy.wcs.utils import proj_plane_pixel_scales
-
     ny, nx = wcs.pixel_shape[::-1] if wcs.pixel_shape else (1, 1)
     x0, y0 = (nx - 1) / 2, (ny - 1) / 2
     ra, dec = wcs.celestial.pixel_to_world_values(x0, y0)
-    step = float(np.mean(proj_plane_pixel_scales(wcs.celestial))) * 10
+    step = skywcs.pixel_scale_arcsec(wcs) / 3600.0 * 10  # degrees
     tail = ax.transAxes.transform(corner)
     for name, (dra, ddec) in (("N", (0.0, step)), ("E", (step / math.cos(math.radians(dec)), 0.0))):
         x1, y1 = wcs.celestial.world_to_pixel_values(ra + dra, dec + ddec)

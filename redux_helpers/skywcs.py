@@ -1,8 +1,8 @@
 """Sky coordinates of an image: its celestial WCS and its pixel scale, in one place.
 
 Every step that places pixels on the sky asks here: `celestial_wcs` reads a header's
-RA/Dec axes (or says there are none), `pixel_scale_arcsec` gives the side of a pixel on
-the sky, the square root of its area (the geometric mean of the two axes' scales, which
+RA/Dec axes (or says there are none), `pixel_area_arcsec2` the area of a pixel on the
+sky and `pixel_scale_arcsec` its side, the square root of its area (the geometric mean of the two axes' scales, which
 is what an area-based quantity like a surface brightness needs).
 
 >>> from astropy.io import fits
@@ -52,6 +52,11 @@ def pixel_scale_arcsec(wcs) -> float:
     """Side of a pixel on the sky in arcsec: the square root of its area at the reference pixel."""
     w = celestial_wcs(wcs, required=True)
     return math.sqrt(proj_plane_pixel_area(w)) * 3600.0
+
+
+def pixel_area_arcsec2(wcs) -> float:
+    """Area of a pixel on the sky in arcsec² at the reference pixel (`pixel_scale_arcsec` squared)."""
+    return float(proj_plane_pixel_area(celestial_wcs(wcs, required=True)) * 3600.0 ** 2)
 
 
 def world_of(w, x, y):

@@ -10,7 +10,8 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
-from astropy.wcs.utils import proj_plane_pixel_area, proj_plane_pixel_scales
+
+from .. import skywcs
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,13 @@ class Image:
 
     @property
     def pixel_scale_arcsec(self) -> float:
-        """Mean side of a pixel on the sky (arcsec), from ``proj_plane_pixel_scales``."""
-        return float(np.mean(proj_plane_pixel_scales(self.wcs)) * 3600.0)
+        """Side of a pixel on the sky (arcsec), the square root of its area (`skywcs`)."""
+        return skywcs.pixel_scale_arcsec(self.wcs)
 
     @property
     def pixel_area_arcsec2(self) -> float:
         """Area of a pixel on the sky (arcsec²)."""
-        return float(proj_plane_pixel_area(self.wcs) * 3600.0**2)
+        return skywcs.pixel_area_arcsec2(self.wcs)
 
 
 @dataclass

@@ -12,10 +12,10 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
-from astropy.wcs.utils import proj_plane_pixel_area
 
 from ..errors import ReduxError
 from ..fitsio import unreadable_as
+from ..skywcs import pixel_area_arcsec2
 from .images import DATA_NAMES, FLAMBDA_UNIT, FLUX_UNIT, SIGMA_NAMES, VARIANCE_NAMES, Cube, Image
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def read_image(path, *, what="MUSE Halpha map", ext=None, bunit=None) -> Image:
         data = data.reshape([n for n in data.shape if n > 1] or data.shape[-2:])
         header = hdu.header.copy()
         wcs = _celestial_wcs(header, path, what)
-        area = float(proj_plane_pixel_area(wcs) * 3600.0**2)
+        area = pixel_area_arcsec2(wcs)
         factor, unit = _cgs_factor(bunit or header.get("BUNIT"), path, what,
                                    expect=(FLUX_UNIT, FLAMBDA_UNIT), pixel_area_arcsec2=area,
                                    fscale=header.get("FSCALE"))
