@@ -187,7 +187,8 @@ def run_ours(hst_p, muse_p, stages):
     ref, hr = fits.getdata(muse_p, header=True)
     wi, wr = WCS(h), WCS(hr)
     mark("read")
-    bm = anchoring.beam_match(img, wi, float(h["FWHM"]), ref, wr, float(hr["FWHM"]))
+    bm = anchoring.beam_match(img, ref, image_wcs=wi, image_fwhm=float(h["FWHM"]), reference_wcs=wr,
+                              reference_fwhm=float(hr["FWHM"]))
     mark("beam_match")
     fit = anchoring.binned_fit(bm.image, bm.reference, n_bins=20, percentiles=(0.5, 99.9),
                                min_snr=5.0)
@@ -252,7 +253,8 @@ def quality(truth, anchored, final, wi, wr, ref):
     out = {"n_nebulae": int(inside.sum())}
     ref = np.asarray(ref, float)
     for key, im in (("anchored", anchored), ("repaired", final)):
-        on = anchoring.beam_match(np.asarray(im, float), wi, HST_FWHM, ref, wr, MUSE_FWHM).image
+        on = anchoring.beam_match(np.asarray(im, float), ref, image_wcs=wi, image_fwhm=HST_FWHM,
+                                  reference_wcs=wr, reference_fwhm=MUSE_FWHM).image
         ratios = []
         for x, y in zip(mx[inside], my[inside], strict=True):
             ap = (xx - x) ** 2 + (yy - y) ** 2 <= r * r

@@ -144,8 +144,8 @@ class BeamMatch:
     notes: list[str] = field(default_factory=list)
 
 
-def beam_match(image, image_wcs, image_fwhm, reference, reference_wcs, reference_fwhm,
-               *, names=("image", "MUSE map")) -> BeamMatch:
+def beam_match(image, reference, *, image_wcs, image_fwhm, reference_wcs, reference_fwhm,
+               names=("image", "MUSE map")) -> BeamMatch:
     """Bring ``image`` onto the reference's grid at the broader of the two resolutions.
 
     Parameters
@@ -237,11 +237,11 @@ class Fit:
                 "image_level": self.image_level}
 
 
-def binned_fit(image, reference, *, mask=None, n_bins=20, percentiles=(0.5, 99.9),
+def binned_fit(image, reference, *, bad=None, n_bins=20, percentiles=(0.5, 99.9),
                min_snr=5.0, image_noise=None, level=0.0, min_pixels=50) -> Fit:
     """Fit ``reference = offset + slope × image`` to the medians of equal-count bins.
 
-    Pixels where either is NaN, or ``mask`` is True, are left out; so are those whose
+    Pixels where either is NaN, or ``bad`` is True, are left out; so are those whose
     image value is less than ``min_snr`` times the image's noise (``image_noise``, else
     measured by `noise_level`) above ``level``: in bins of pure noise the reference's
     median does not follow the image's (their noises are independent), which would
@@ -269,8 +269,8 @@ def binned_fit(image, reference, *, mask=None, n_bins=20, percentiles=(0.5, 99.9
     x = np.asarray(image, float).ravel()
     y = np.asarray(reference, float).ravel()
     ok = np.isfinite(x) & np.isfinite(y)
-    if mask is not None:
-        ok &= ~np.asarray(mask, bool).ravel()
+    if bad is not None:
+        ok &= ~np.asarray(bad, bool).ravel()
     x, y = x[ok], y[ok]
     level = (background_level(x) if x.size else 0.0) if level is None else float(level)
     if min_snr and x.size:
@@ -491,7 +491,7 @@ def shift_wcs(wcs: WCS, ref_wcs: WCS, dx, dy) -> WCS:
     return out
 
 
-def fit_beam(image, image_wcs, image_fwhm, reference, reference_wcs, *, mask=None,
+def fit_beam(image, reference, *, image_wcs, image_fwhm, reference_wcs, bad=None,
              fwhms=None):
     """The reference's resolution (FWHM, arcsec) that best matches the image, and the scan.
 
@@ -515,11 +515,12 @@ def fit_beam(image, image_wcs, image_fwhm, reference, reference_wcs, *, mask=Non
     for f in fwhms:
         if f <= image_fwhm:
             continue
-        bm = beam_match(image, image_wcs, image_fwhm, reference, reference_wcs, float(f))
+        bm = beam_match(image, reference, image_wcs=image_wcs, image_fwhm=image_fwhm,
+                        reference_wcs=reference_wcs, reference_fwhm=float(f))
         x, y = bm.image, bm.reference
         ok = np.isfinite(x) & np.isfinite(y)
-        if mask is not None:
-            ok &= ~mask
+        if bad is not None:
+            ok &= ~bad
         if ok.sum() < 10:
             continue
         sx, sy = np.std(x[ok]) or 1.0, np.std(y[ok]) or 1.0     # cgs values are ~1e-19

@@ -71,9 +71,9 @@ def _random_effects(x, err):
     return mean, float(1.0 / math.sqrt(np.sum(wr))), math.sqrt(tau2)
 
 
-def _ratios(flux_ha, err_ha, flux_r, err_r):
+def _ratios(flux_ha, flux_ha_unc, flux_r, flux_r_unc):
     fha, eha, fr, er = (np.asarray(a, dtype=float).ravel() for a in
-                        (flux_ha, err_ha, flux_r, err_r))
+                        (flux_ha, flux_ha_unc, flux_r, flux_r_unc))
     if not fha.size == eha.size == fr.size == er.size:
         msg = (f"continuum scale: the four star arrays differ in length "
                f"({fha.size}, {eha.size}, {fr.size}, {er.size}); give one value per star")
@@ -86,13 +86,13 @@ def _ratios(flux_ha, err_ha, flux_r, err_r):
     return ratios, ratio_errs, np.where(ok, snr, -np.inf)
 
 
-def from_stars(flux_ha, err_ha, flux_r, err_r, *, clip=3.0, min_snr=20.0, min_stars=5,
+def from_stars(flux_ha, flux_ha_unc, flux_r, flux_r_unc, *, clip=3.0, min_snr=20.0, min_stars=5,
                floor_snr=5.0, n_boot=2000, seed=0) -> dict:
     """The continuum scale from the stars' flux ratios, with an honest error.
 
     Parameters
     ----------
-    flux_ha, err_ha, flux_r, err_r : array_like
+    flux_ha, flux_ha_unc, flux_r, flux_r_unc : array_like
         The same stars' fluxes and 1-sigma errors in the Hα and continuum stacks (any
         one unit per filter, e.g. e-/s); NaN for a star not measured.
     clip : float
@@ -125,7 +125,7 @@ def from_stars(flux_ha, err_ha, flux_r, err_r, *, clip=3.0, min_snr=20.0, min_st
     ReduxError
         Fewer than 3 stars with S/N above ``floor_snr``.
     """
-    ratios, ratio_errs, snr = _ratios(flux_ha, err_ha, flux_r, err_r)
+    ratios, ratio_errs, snr = _ratios(flux_ha, flux_ha_unc, flux_r, flux_r_unc)
     thresholds = sorted({float(min_snr), min(float(min_snr), 10.0),
                          min(float(min_snr), float(floor_snr))}, reverse=True)
     for threshold in thresholds:

@@ -45,13 +45,15 @@ def test_beam_match_smooths_the_sharper_one():
     # a point-like source at 0.2" FWHM in the image, the same at 1.0" in the reference
     img = _blob(300, 149.5, 149.5, 0.2 / 2.3548 / 0.1, 100.0)
     ref = _blob(80, 39.5, 39.5, 1.0 / 2.3548 / 0.2, 100.0)
-    bm = anchoring.beam_match(img, fine, 0.2, ref, coarse, 1.0)
+    bm = anchoring.beam_match(img, ref, image_wcs=fine, image_fwhm=0.2, reference_wcs=coarse,
+                              reference_fwhm=1.0)
     assert bm.smoothed == "image"
     assert bm.kernel_arcsec == pytest.approx(np.sqrt(1.0 - 0.04))
     assert np.nanmax(bm.image) == pytest.approx(ref.max(), rel=0.01)   # same peak: same beam
     # the other way round: the reference is smoothed to the image's 1.3"
     img2 = _blob(300, 149.5, 149.5, 1.3 / 2.3548 / 0.1, 100.0)
-    bm2 = anchoring.beam_match(img2, fine, 1.3, ref, coarse, 1.0)
+    bm2 = anchoring.beam_match(img2, ref, image_wcs=fine, image_fwhm=1.3, reference_wcs=coarse,
+                               reference_fwhm=1.0)
     ref13 = _blob(80, 39.5, 39.5, 1.3 / 2.3548 / 0.2, 100.0)
     assert bm2.smoothed == "reference"
     assert bm2.reference.max() == pytest.approx(ref13.max(), rel=0.01)
@@ -113,14 +115,15 @@ def demo_fit(small_demo):
     conts = [contsub.read_flux_image(root / "hst" / f"{f}.fits") for f in ("f555w", "f814w")]
     res = contsub.subtract(line, conts, width_A=sp["hst"]["F656N"]["width_A"], interp="log")
     ref = muse.read_image(root / "muse" / "halpha_map.fits")
-    bm = anchoring.beam_match(res.flux, line.wcs, sp["hst_fwhm_arcsec"], ref.data, ref.wcs,
-                              float(ref.header["FWHM"]))
+    bm = anchoring.beam_match(res.flux, ref.data, image_wcs=line.wcs,
+                              image_fwhm=sp["hst_fwhm_arcsec"], reference_wcs=ref.wcs,
+                              reference_fwhm=float(ref.header["FWHM"]))
     stars = anchoring.star_mask(res.continuum.flam * sp["hst"]["F656N"]["width_A"], res.flux,
                                 fwhm_px=sp["hst_fwhm_arcsec"] / sp["hst_pixel_arcsec"])
     stars_m = anchoring.regrid(stars.astype(float), line.wcs, ref.wcs, ref.data.shape,
                                conserve_flux=False) > 0.01
     # level=None: the demo's HST line image sits on the sky its drizzle left in
-    fit = anchoring.binned_fit(bm.image, bm.reference, mask=stars_m, level=None)
+    fit = anchoring.binned_fit(bm.image, bm.reference, bad=stars_m, level=None)
     return root, truth, sp, line, res, ref, bm, stars, fit
 
 
@@ -138,8 +141,9 @@ def test_demo_anchored_nebulae_agree_with_muse(demo_fit):
     root, truth, sp, line, res, ref, bm, stars, fit = demo_fit
     anchored = anchoring.anchor(res.flux, fit, image_pixel_area=line.pixel_arcsec ** 2,
                                 reference_pixel_area=ref.pixel_area_arcsec2)
-    on_muse = anchoring.beam_match(anchored, line.wcs, sp["hst_fwhm_arcsec"], ref.data,
-                                   ref.wcs, float(ref.header["FWHM"])).image
+    on_muse = anchoring.beam_match(anchored, ref.data, image_wcs=line.wcs,
+                                   image_fwhm=sp["hst_fwhm_arcsec"], reference_wcs=ref.wcs,
+                                   reference_fwhm=float(ref.header["FWHM"])).image
     labels, _ = muse.read_nebulae(root / "muse" / "nebula_mask.fits")
     ours = muse.nebula_sums(np.nan_to_num(on_muse), labels.data)["flux"]
     theirs = muse.nebula_sums(ref.data, labels.data)["flux"]
@@ -172,7 +176,8 @@ def test_demo_stars_are_masked(demo_fit):
 
 def test_demo_beam_is_found(demo_fit):
     root, truth, sp, line, res, ref, *_ = demo_fit
-    best, scan = anchoring.fit_beam(res.flux, line.wcs, sp["hst_fwhm_arcsec"], ref.data, ref.wcs,
+    best, scan = anchoring.fit_beam(res.flux, ref.data, image_wcs=line.wcs,
+                                    image_fwhm=sp["hst_fwhm_arcsec"], reference_wcs=ref.wcs,
                                     fwhms=np.arange(0.6, 1.45, 0.1))
     assert best == pytest.approx(sp["muse_fwhm_arcsec"], abs=0.1)
 
@@ -185,8 +190,9 @@ def test_fit_beam_refines_between_its_trials():
     flux = rng.uniform(1, 5, 12)
     img = sum(_blob(240, x, y, 0.1 / 2.3548 / 0.05 + 3.0, f) for (x, y), f in zip(xy, flux, strict=True))
     # the same sources on the coarse grid at 0.83": the image's own blur convolved to it
-    bm = anchoring.beam_match(img, fine, 0.1, np.zeros((60, 60)), coarse, 0.83)
+    bm = anchoring.beam_match(img, np.zeros((60, 60)), image_wcs=fine, image_fwhm=0.1,
+                              reference_wcs=coarse, reference_fwhm=0.83)
     ref = bm.image + rng.normal(0, 1e-4, bm.image.shape)
-    best, scan = anchoring.fit_beam(img, fine, 0.1, ref, coarse)
+    best, scan = anchoring.fit_beam(img, ref, image_wcs=fine, image_fwhm=0.1, reference_wcs=coarse)
     assert min(scan, key=lambda s: s[1])[0] == pytest.approx(0.8)   # the grid's best
     assert best == pytest.approx(0.83, abs=0.015)

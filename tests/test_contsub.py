@@ -150,8 +150,9 @@ def _nebula_ratio(res, line, labels, sp, nt):
     anchoring takes out), so a right continuum subtraction gives ``flux_hst_expected``
     (HST_LINE_SCALE x the true flux in the mask + the sky over the mask), not the truth.
     """
-    bm = anchoring.beam_match(res.flux, line.wcs, sp["hst_fwhm_arcsec"],
-                              np.zeros(labels.data.shape), labels.wcs, sp["muse_fwhm_arcsec"])
+    bm = anchoring.beam_match(res.flux, np.zeros(labels.data.shape), image_wcs=line.wcs,
+                              image_fwhm=sp["hst_fwhm_arcsec"], reference_wcs=labels.wcs,
+                              reference_fwhm=sp["muse_fwhm_arcsec"])
     sums = muse.nebula_sums(np.nan_to_num(bm.image), labels.data)
     expected = dict(zip(nt["region_ID"], nt["flux_hst_expected"], strict=True))
     return np.array([f / expected[i] for i, f in zip(sums["id"], sums["flux"], strict=True)])

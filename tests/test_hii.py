@@ -154,8 +154,8 @@ def test_galaxy_frame_is_the_demo_formula():
     rng = np.random.default_rng(4)
     x, y = rng.uniform(0, 1023, 2000), rng.uniform(0, 1023, 2000)
     want = demo_formula(x, y, XC, YC, 58.0, 55.0)
-    for got in (hii.galaxy_frame(x, y, XC, YC, 58.0, 55.0),
-                hii.galaxy_frame(x, y, XC, YC, 58.0, 55.0, wcs=demo_wcs())):
+    for got in (hii.galaxy_frame(x, y, x0=XC, y0=YC, pa_deg=58.0, inc_deg=55.0),
+                hii.galaxy_frame(x, y, x0=XC, y0=YC, pa_deg=58.0, inc_deg=55.0, wcs=demo_wcs())):
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
 
@@ -163,8 +163,8 @@ def test_galaxy_frame_is_the_demo_formula():
 def test_galaxy_frame_gives_the_demo_regions_their_disk_radius():
     night = demo.Night(demo.DemoConfig(size=256))
     g = demo.GALAXY
-    _, _, r = hii.galaxy_frame(night.hii["x"], night.hii["y"], night.xc, night.yc,
-                               g["pa_deg"], g["inclination_deg"], wcs=night.ref_wcs)
+    _, _, r = hii.galaxy_frame(night.hii["x"], night.hii["y"], x0=night.xc, y0=night.yc,
+                               pa_deg=g["pa_deg"], inc_deg=g["inclination_deg"], wcs=night.ref_wcs)
     np.testing.assert_allclose(r, night.hii["r_disk"], rtol=1e-9)
 
 
@@ -179,22 +179,25 @@ def test_galaxy_frame_follows_the_sky_not_the_pixels(wcs):
     along = centre.directional_offset_by(pa * u.deg, sep)
     across = centre.directional_offset_by((pa + 90) * u.deg, sep)
     n_px = sep.to_value(u.arcsec) / demo.PIXEL_SCALE
-    u_, v_, _ = hii.galaxy_frame(*wcs.world_to_pixel(along), x0, y0, pa, inc, wcs=wcs)
+    u_, v_, _ = hii.galaxy_frame(*wcs.world_to_pixel(along), x0=x0, y0=y0, pa_deg=pa, inc_deg=inc,
+                                 wcs=wcs)
     np.testing.assert_allclose(v_, 0.0, atol=1e-6)
     np.testing.assert_allclose(u_, n_px, rtol=1e-6)
-    u_, v_, r = hii.galaxy_frame(*wcs.world_to_pixel(across), x0, y0, pa, inc, wcs=wcs)
+    u_, v_, r = hii.galaxy_frame(*wcs.world_to_pixel(across), x0=x0, y0=y0, pa_deg=pa, inc_deg=inc,
+                                 wcs=wcs)
     np.testing.assert_allclose(u_, 0.0, atol=1e-6)
     np.testing.assert_allclose(v_, -n_px / np.cos(np.deg2rad(inc)), rtol=1e-6)
     # the same sky points have the same radius whatever the pixel grid
     ref = demo_wcs()
-    _, _, r_ref = hii.galaxy_frame(*ref.world_to_pixel(across), XC, YC, pa, inc, wcs=ref)
+    _, _, r_ref = hii.galaxy_frame(*ref.world_to_pixel(across), x0=XC, y0=YC, pa_deg=pa,
+                                   inc_deg=inc, wcs=ref)
     np.testing.assert_allclose(r, r_ref, rtol=1e-6)
 
 
 def exp_disk(shape, x0, y0, pa, inc, h, wcs=None, core=0.0):
     """An exponential disk of scale length h (pixels), softened inside ``core``."""
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
-    _, _, r = hii.galaxy_frame(xx, yy, x0, y0, pa, inc, wcs=wcs)
+    _, _, r = hii.galaxy_frame(xx, yy, x0=x0, y0=y0, pa_deg=pa, inc_deg=inc, wcs=wcs)
     return np.exp(-np.hypot(r, core) / h)
 
 
@@ -215,7 +218,7 @@ def test_deproject_image_makes_an_inclined_disk_round():
     disk = exp_disk((161, 161), x0, y0, pa, inc, 5.0)
     q_in, _, _ = axis_ratio_and_centroid(disk)
     assert q_in == pytest.approx(math.cos(math.radians(inc)), rel=0.05)
-    out, tr = hii.deproject_image(disk, x0, y0, pa, inc)
+    out, tr = hii.deproject_image(disk, x0=x0, y0=y0, pa_deg=pa, inc_deg=inc)
     q_out, xm, ym = axis_ratio_and_centroid(out)
     assert q_out == pytest.approx(1.0, abs=0.05)
     assert (xm, ym) == pytest.approx(tr.centre, abs=0.05)
@@ -233,7 +236,8 @@ def test_deproject_image_gives_the_face_on_disk_whatever_the_pixel_grid():
     pa, inc, centre = 58.0, 55.0, (80.3, 79.6)
     for wcs in (None, demo_wcs(30.0, centre=centre), mirrored_wcs(centre, 30.0)):
         disk = exp_disk((161, 161), *centre, pa, inc, 5.0, wcs=wcs, core=3.0)
-        out, tr = hii.deproject_image(disk, *centre, pa, inc, wcs=wcs, order=3)
+        out, tr = hii.deproject_image(disk, x0=centre[0], y0=centre[1], pa_deg=pa, inc_deg=inc,
+                                      wcs=wcs, order=3)
         yy, xx = np.mgrid[0:out.shape[0], 0:out.shape[1]]
         face_on = np.exp(-np.hypot(np.hypot(xx - tr.centre[0], yy - tr.centre[1]), 3.0) / 5.0)
         inside = np.isfinite(out)
@@ -243,7 +247,7 @@ def test_deproject_image_gives_the_face_on_disk_whatever_the_pixel_grid():
 
 def test_deproject_image_refuses_an_edge_on_disk():
     with pytest.raises(ReduxError, match="edge on"):
-        hii.deproject_image(np.ones((20, 20)), 10, 10, 30.0, 89.0)
+        hii.deproject_image(np.ones((20, 20)), x0=10, y0=10, pa_deg=30.0, inc_deg=89.0)
 
 
 def test_check_galaxy_finds_the_centre_and_refuses_bad_values():

@@ -53,8 +53,8 @@ def catalogue(regions, *, wcs=None, galaxy=None, pixel_scale_arcsec=None,
     if galaxy is not None:
         # a flux in erg/s/cm^2 needs no distance; luminosities come only with one
         x0, y0 = check_galaxy(galaxy, t.meta.get("image_shape"), wcs)
-        _, _, r = galaxy_frame(x, y, x0, y0, galaxy["pa_deg"], galaxy["inclination_deg"],
-                               wcs=wcs)
+        _, _, r = galaxy_frame(x, y, x0=x0, y0=y0, pa_deg=galaxy["pa_deg"],
+                               inc_deg=galaxy["inclination_deg"], wcs=wcs)
         add("r_gal_px", r, u.pix, "deprojected galactocentric radius")
         dist = galaxy.get("distance_mpc")
         t.meta["galaxy"] = {**dict(galaxy), "x0": x0, "y0": y0}

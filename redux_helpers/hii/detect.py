@@ -62,7 +62,7 @@ def radial_residual(line, line_unc, mask=None, *, x0, y0, pa_deg, inc_deg, wcs=N
     bad = _unusable(line, unc, mask, exclude)
     ny, nx = line.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
-    _, _, r = galaxy_frame(xx, yy, x0, y0, pa_deg, inc_deg, wcs=wcs)
+    _, _, r = galaxy_frame(xx, yy, x0=x0, y0=y0, pa_deg=pa_deg, inc_deg=inc_deg, wcs=wcs)
     ring = (r / width).astype(int)
 
     def rings(skip):

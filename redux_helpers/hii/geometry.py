@@ -89,7 +89,7 @@ def _check_angles(pa_deg, inc_deg):
     return math.radians(pa), math.radians(inc)
 
 
-def galaxy_frame(x, y, x0, y0, pa_deg, inc_deg, *, wcs=None):
+def galaxy_frame(x, y, *, x0, y0, pa_deg, inc_deg, wcs=None):
     """Coordinates in the galaxy's disk of pixels (x, y): (u, v, r), in pixels.
 
     ``u`` runs along the major axis towards the position angle, ``v`` along the minor
@@ -143,12 +143,12 @@ class Deprojection:
 
     def to_output(self, x, y):
         """Output pixel (X, Y) of input pixels (x, y)."""
-        u_, v_, _ = galaxy_frame(x, y, self.x0, self.y0, self.pa_deg, self.inc_deg,
-                                 wcs=self.wcs)
+        u_, v_, _ = galaxy_frame(x, y, x0=self.x0, y0=self.y0, pa_deg=self.pa_deg,
+                                 inc_deg=self.inc_deg, wcs=self.wcs)
         return self.centre[0] + v_, self.centre[1] + u_
 
 
-def deproject_image(image, x0, y0, pa_deg, inc_deg, *, wcs=None, order=1, shape=None):
+def deproject_image(image, *, x0, y0, pa_deg, inc_deg, wcs=None, order=1, shape=None):
     """The galaxy seen face on: major axis up (+Y), minor axis stretched by 1 / cos(i).
 
     The classic "orientation correction and resizing": a rotation that puts the
@@ -219,7 +219,7 @@ def _deprojected_shape(in_shape, x0, y0, pa_deg, inc_deg, wcs, shape):
         ny, nx = in_shape
         cx = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
         cy = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
-        u_, v_, _ = galaxy_frame(cx, cy, x0, y0, pa_deg, inc_deg, wcs=wcs)
+        u_, v_, _ = galaxy_frame(cx, cy, x0=x0, y0=y0, pa_deg=pa_deg, inc_deg=inc_deg, wcs=wcs)
         cap = 2 * max(in_shape)
         hu, hv = (min(math.ceil(np.max(np.abs(a))), cap) for a in (u_, v_))
         if max(hu, hv) == cap:
