@@ -75,7 +75,7 @@ def flat_ratio(superflat, *, size=15, fill=1.0):
     return flat / np.where(smooth > 0, smooth, np.nan)
 
 
-def from_flat(superflat, *, mask=None, nsigma=5.0, size=15, min_flat=0.5):
+def from_flat(superflat, *, bad=None, nsigma=5.0, size=15, min_flat=0.5):
     """Pixels of a superflat whose sensitivity is far off their neighbourhood's.
 
     The flat is divided by its running median over ``size`` x ``size`` pixels, which
@@ -87,7 +87,7 @@ def from_flat(superflat, *, mask=None, nsigma=5.0, size=15, min_flat=0.5):
     ----------
     superflat : 2-D array
         A flat normalised to about 1 (``02_superflat/superflat_<filter>.fits``).
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels known to be bad already; they are flagged and left out of the statistics.
     nsigma : float
         Threshold in robust standard deviations of the ratio (pixel-to-pixel scatter).
@@ -104,8 +104,8 @@ def from_flat(superflat, *, mask=None, nsigma=5.0, size=15, min_flat=0.5):
     """
     flat = _image(superflat, "superflat")
     low = ~np.isfinite(flat) | (flat < min_flat)
-    if mask is not None:
-        low |= np.asarray(mask, bool)
+    if bad is not None:
+        low |= np.asarray(bad, bool)
     if low.all():
         msg = (f"every superflat pixel is below min_flat={min_flat} or masked: is this a "
                "normalised flat?")
@@ -119,7 +119,7 @@ def from_flat(superflat, *, mask=None, nsigma=5.0, size=15, min_flat=0.5):
     return bad
 
 
-def from_flat_ratio(flat_a, flat_b, *, mask=None, nsigma=5.0, size=15):
+def from_flat_ratio(flat_a, flat_b, *, bad=None, nsigma=5.0, size=15):
     """Pixels whose response differs between two flats of different brightness.
 
     A linear pixel records the same fraction of the light in a bright and a faint flat,
@@ -131,7 +131,7 @@ def from_flat_ratio(flat_a, flat_b, *, mask=None, nsigma=5.0, size=15):
     flat_a, flat_b : 2-D arrays
         Two flats of one filter at different levels, bias and dark removed, each in any
         unit (the ratio is normalised).
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to leave out (they are not flagged).
     nsigma, size
         As in `from_flat`, applied to the ratio.
@@ -146,8 +146,8 @@ def from_flat_ratio(flat_a, flat_b, *, mask=None, nsigma=5.0, size=15):
         msg = f"flats differ in shape: {a.shape} and {b.shape}"
         raise ValueError(msg)
     ignore = ~np.isfinite(a) | ~np.isfinite(b) | (b <= 0) | (a <= 0)
-    if mask is not None:
-        ignore |= np.asarray(mask, bool)
+    if bad is not None:
+        ignore |= np.asarray(bad, bool)
     if ignore.all():
         msg = "the two flats have no pixel in common that is positive and unmasked"
         raise ReduxError(msg)
@@ -158,7 +158,7 @@ def from_flat_ratio(flat_a, flat_b, *, mask=None, nsigma=5.0, size=15):
     return ~ignore & (np.abs(dev) > nsigma * scatter)
 
 
-def from_dark(superdark, *, mask=None, nsigma=5.0, size=5):
+def from_dark(superdark, *, bad=None, nsigma=5.0, size=5):
     """Hot pixels: dark current far above the pixel's neighbourhood.
 
     The superdark minus its running median over ``size`` x ``size`` pixels keeps the
@@ -169,7 +169,7 @@ def from_dark(superdark, *, mask=None, nsigma=5.0, size=5):
     ----------
     superdark : 2-D array
         Dark current, e.g. in e-/s (``02_superflat/superdark_<temp>C.fits``).
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to leave out (never flagged).
     nsigma : float
         Threshold in robust standard deviations of (dark - running median).
@@ -183,8 +183,8 @@ def from_dark(superdark, *, mask=None, nsigma=5.0, size=5):
     """
     dark = _image(superdark, "superdark")
     ignore = ~np.isfinite(dark)
-    if mask is not None:
-        ignore |= np.asarray(mask, bool)
+    if bad is not None:
+        ignore |= np.asarray(bad, bool)
     dev, _ = _local_deviation(np.where(ignore, 0.0, dark), ignore, size)
     scatter = mad_std(dev[~ignore])
     if not scatter > 0:

@@ -67,7 +67,7 @@ EDGE_PAD = 6
 STAR_NEIGHBOUR_RATIO = 0.3   # a star's direct neighbours stand above this share of its core
 
 
-def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="astroscrappy",
+def detect_cosmics(data, *, error=None, bad=None, read_noise, backend="astroscrappy",
                    contrast=5.0, cr_threshold=5.0, neighbor_threshold=2.5, maxiter=2,
                    saturate=None, saturated=None, margin=3, sepmed=True, star_guard=False):
     """Return a boolean mask of cosmic-ray pixels in a frame in electrons.
@@ -78,7 +78,7 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="astroscr
         Bias- and dark-subtracted, flat-fielded frame in electrons (sky included).
     error : array, optional
         One-sigma uncertainty in electrons; from Poisson + read noise when not given.
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to ignore (saturated, no flat): never flagged.
     read_noise : float
         Read noise in electrons.
@@ -89,7 +89,7 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="astroscr
     saturate : float, optional
         Electrons above which a pixel is left alone (astroscrappy's ``satlevel``).
     saturated : bool array, optional
-        Saturated pixels (also in ``mask``).
+        Saturated pixels (also in ``bad``).
     margin : float
         Pixels within this distance (in pixels) of a saturated pixel are not flagged: the
         edge of a clipped star core is as sharp as a cosmic ray.
@@ -103,15 +103,13 @@ def detect_cosmics(data, *, error=None, mask=None, read_noise, backend="astroscr
     Returns
     -------
     bool array
-        True where a cosmic ray hit, never on a ``mask`` pixel.
+        True where a cosmic ray hit, never on a ``bad`` pixel.
     """
     if backend not in BACKENDS:
         msg = f"cosmic-ray backend must be one of {BACKENDS}, got {backend!r}"
         raise ValueError(msg)
     data = np.asarray(data, dtype=np.float32)
-    bad = ~np.isfinite(data)
-    if mask is not None:
-        bad |= np.asarray(mask, bool)
+    bad = ~np.isfinite(data) if bad is None else ~np.isfinite(data) | np.asarray(bad, bool)
     filled = fill_nearest(data, bad)
     if backend == "lacosmic":
         import lacosmic
@@ -319,7 +317,7 @@ def detect_many(frames, *, workers=None, progress=None, **kwargs):
     """
     rn = kwargs.pop("read_noise")
     rns = list(rn) if np.ndim(rn) else [rn] * len(frames)
-    jobs = [(f[0], {**kwargs, "error": f[1], "mask": f[2], "read_noise": r,
+    jobs = [(f[0], {**kwargs, "error": f[1], "bad": f[2], "read_noise": r,
                     "saturated": f[3] if len(f) > 3 else None})
             for f, r in zip(frames, rns, strict=True)]
     if not workers:

@@ -134,7 +134,7 @@ def binned_for_display(data, bad, max_pixels):
     return mean, padded_bad | (n == 0), block
 
 
-def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", mask=None,
+def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", bad=None,
                norm=None, percentile=99.5, origin=(0, 0), colorbar=True, max_pixels=800):
     """Draw an image in pixel coordinates with a colour bar labelled with its unit.
 
@@ -157,7 +157,7 @@ def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", ma
         How display limits are chosen (see `image_norm`); ignored when ``norm`` is given.
     cmap : str
         Matplotlib colour map.
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to draw in `MASK_COLOR` instead of their value.
     norm : `~astropy.visualization.ImageNormalize`, optional
         Display limits to use (e.g. shared with another image).
@@ -180,9 +180,7 @@ def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", ma
     if data.ndim != 2:
         msg = f"show_image draws 2-D images; got an array of shape {data.shape}"
         raise ValueError(msg)
-    bad = ~np.isfinite(data)
-    if mask is not None:
-        bad |= np.asarray(mask, bool)
+    bad = ~np.isfinite(data) if bad is None else ~np.isfinite(data) | np.asarray(bad, bool)
     shown, shown_bad, block = binned_for_display(data, bad, max_pixels)
     if norm is None:
         norm = image_norm(shown[~shown_bad] if (~shown_bad).any() else shown, stretch=stretch,
@@ -242,7 +240,7 @@ def show_pair(before, after, *, titles=("before", "after"), unit="", stretch="zs
     norm = image_norm(shown, stretch=stretch, percentile=percentile)
     fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
     for ax, img, title, m in zip(axes, (before, after), titles, masks, strict=True):
-        show_image(ax, img, title=title, unit=unit, cmap=cmap, mask=m, norm=norm,
+        show_image(ax, img, title=title, unit=unit, cmap=cmap, bad=m, norm=norm,
                    origin=origin)
     return fig, axes
 

@@ -47,7 +47,7 @@ def masked_convolve(data, bad, kernel_1d):
     return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
 
 
-def smooth(data, *, mask=None, fwhm=3.0):
+def smooth(data, *, bad=None, fwhm=3.0):
     """``data`` smoothed by a Gaussian of ``fwhm`` pixels, masked and NaN pixels filled in.
 
     `masked_convolve` with photutils' Gaussian kernel (of ``make_2dgaussian_kernel``,
@@ -67,7 +67,7 @@ def smooth(data, *, mask=None, fwhm=3.0):
 
     size = 2 * int(np.ceil(1.5 * fwhm)) + 1
     k1 = make_2dgaussian_kernel(fwhm, size=size).array.sum(axis=0)
-    bad = np.zeros(np.shape(data), bool) if mask is None else np.asarray(mask, bool)
+    bad = np.zeros(np.shape(data), bool) if bad is None else np.asarray(bad, bool)
     return masked_convolve(data, bad, k1)
 
 

@@ -42,12 +42,12 @@ def field():
 def test_box_model_leaves_zero_mean_sky(field):
     data, sky, objects, sigma, quiet = field
     src = background.source_mask(data, nsigma=2.0, npixels=10, dilate=5)
-    model, rms = background.sky_model(data, mask=src, method="box", box_size=40)
+    model, rms = background.sky_model(data, bad=src, method="box", box_size=40)
     z = (data - model - objects) / sigma
     assert abs(np.mean(z[quiet])) < 0.1
     # without the median filter over boxes (which flattens a gradient at the edges) the
     # gradient is followed to a small fraction of sigma half a box from the edges
-    model, _ = background.sky_model(data, mask=src, method="box", box_size=40, filter_size=1)
+    model, _ = background.sky_model(data, bad=src, method="box", box_size=40, filter_size=1)
     inner = (slice(20, -20), slice(20, -20))
     assert np.max(np.abs(model - sky)[inner] / sigma[inner]) < 0.3
     assert rms.shape == SHAPE and abs(np.median(rms) / np.median(sigma) - 1) < 0.1
@@ -57,7 +57,7 @@ def test_the_source_mask_is_what_makes_the_sky_right(field):
     data, sky, objects, sigma, quiet = field
     model, _ = background.sky_model(data, method="constant", sigma=10.0)   # nothing masked
     masked, _ = background.sky_model(
-        data, mask=background.source_mask(data, dilate=5), method="constant", sigma=10.0)
+        data, bad=background.source_mask(data, dilate=5), method="constant", sigma=10.0)
     centre = float(np.median(sky))
     assert (model[0, 0] - centre) / np.median(sigma) > 0.1            # objects pull it up
     assert abs(masked[0, 0] - centre) / np.median(sigma) < 0.05
@@ -66,7 +66,7 @@ def test_the_source_mask_is_what_makes_the_sky_right(field):
 def test_plane_recovers_the_gradient(field):
     data, sky, objects, sigma, quiet = field
     src = background.source_mask(data, dilate=5)
-    model, rms = background.sky_model(data, mask=src, method="plane")
+    model, rms = background.sky_model(data, bad=src, method="plane")
     assert np.max(np.abs(model - sky)) < 0.1 * np.median(sigma)
     assert isinstance(rms, float) and abs(rms / np.median(sigma) - 1) < 0.05
 
@@ -97,7 +97,7 @@ def test_nan_region_is_filled_and_input_untouched(field):
     holed[20:120, 30:110] = np.nan                  # a quarter of the frame without data
     before = holed.copy()
     src = background.source_mask(holed, dilate=5)
-    model, _ = background.sky_model(holed, mask=src, method="box", box_size=40)
+    model, _ = background.sky_model(holed, bad=src, method="box", box_size=40)
     assert np.all(np.isfinite(model))
     assert np.max(np.abs(model - sky)[20:120, 30:110]) < 0.5 * np.median(sigma)
     assert np.array_equal(before, holed, equal_nan=True)
@@ -116,7 +116,7 @@ def test_too_little_sky_names_what_to_change():
     mask = np.ones(data.shape, bool)
     mask[:5, :5] = False                            # 25 sky pixels of 4096
     with pytest.raises(ReduxError, match="nsigma.*dilate"):
-        background.sky_model(data, mask=mask, method="box")
+        background.sky_model(data, bad=mask, method="box")
 
 
 def test_every_box_masked_names_box_size():
@@ -124,7 +124,7 @@ def test_every_box_masked_names_box_size():
     mask = np.zeros(data.shape, bool)
     mask[::2, :] = True                             # every box 50 % masked, with a 10 % limit
     with pytest.raises(ReduxError, match="box_size.*method"):
-        background.sky_model(data, mask=mask, method="box", box_size=32, exclude_percentile=10)
+        background.sky_model(data, bad=mask, method="box", box_size=32, exclude_percentile=10)
 
 
 def test_unknown_method():
@@ -148,14 +148,14 @@ def _disc_frame(seed=5, sky_level=4500.0):
 def test_radial_sky_sees_under_a_galaxy_that_fills_the_frame():
     data, disc, sky_level, sigma = _disc_frame()
     others = background.source_mask(data, dilate=3, except_at=(130, 125))
-    g, info = background.radial_sky(data, (130.0, 125.0), rmax=400, rmin=64, mask=others,
+    g, info = background.radial_sky(data, (130.0, 125.0), rmax=400, rmin=64, bad=others,
                                     axis_ratio=0.6, theta_deg=30.0)
     assert abs(g - sky_level) < 0.05 * sigma
     assert abs(-info.model.tau_0.value - 21.0) < 1.5       # the disc's scale length
     assert 0.5 < info.chi2 < 2.0 and 0 < info.offset_error < 0.05 * sigma
     assert info.fitted.sum() >= 5 and np.all(info.radius[info.fitted] >= 64)
     # a masked-sky estimate takes the disc's faint outskirts for sky
-    masked, _ = background.sky_model(data, mask=background.source_mask(data, dilate=5),
+    masked, _ = background.sky_model(data, bad=background.source_mask(data, dilate=5),
                                      method="constant")
     assert (masked[0, 0] - sky_level) / sigma > 0.1
 
@@ -195,11 +195,11 @@ def test_demo_frame_radial_sky_against_truth(small_demo):
                                      inclination_deg=gal["inclination_deg"])
     centre = (geo["x"], geo["y"])
     others = background.source_mask(data, dilate=5, except_at=centre)
-    g, _ = background.radial_sky(data, centre, rmax=500, rmin=64, mask=others,
+    g, _ = background.radial_sky(data, centre, rmax=500, rmin=64, bad=others,
                                  axis_ratio=geo["axis_ratio"], theta_deg=geo["theta_deg"])
     assert abs(g - sky_level) / sigma < 0.1
     src = background.source_mask(data, dilate=5)
-    box, _ = background.sky_model(data, mask=src, method="box", box_size=64)
+    box, _ = background.sky_model(data, bad=src, method="box", box_size=64)
     assert (np.median(box) - sky_level) / sigma > 0.1        # why 05 fits the profile
 
 
@@ -344,7 +344,7 @@ def test_box_medians_are_the_unsmoothed_clipped_medians_of_the_sky_pixels():
     mask[:32, 32:52] = True                 # 62 % of box [0, 1] masked: left out
     img[40, 40] = 1e5                       # clipped
     before = img.copy()
-    grid = background.box_medians(img, mask=mask, box_size=32)
+    grid = background.box_medians(img, bad=mask, box_size=32)
     assert grid.shape == (2, 3) and np.array_equal(img, before)
     assert np.isnan(grid[0, 1])
     for j, i in ((0, 0), (1, 1), (1, 2)):

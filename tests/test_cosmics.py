@@ -78,7 +78,7 @@ def test_masked_pixels_are_never_flagged_and_many_frames(frame):
         # the dead column's neighbours are not mistaken for hits
         assert (got[:, [col - 1, col + 1]] & ~c[:, [col - 1, col + 1]]).sum() == 0
         assert (got & c).sum() / c.sum() >= 0.95          # this frame's hits, not another's
-        alone = detect_cosmics(d, mask=mask, read_noise=9.0, backend="lacosmic")
+        alone = detect_cosmics(d, bad=mask, read_noise=9.0, backend="lacosmic")
         assert np.array_equal(got, alone)
 
 
@@ -163,7 +163,7 @@ def truth_frame(request):
 
 def _detect(data, truth, **kwargs):
     sat = truth["saturated"]
-    return detect_cosmics(data, read_noise=truth["read_noise"], mask=sat, saturated=sat,
+    return detect_cosmics(data, read_noise=truth["read_noise"], bad=sat, saturated=sat,
                           **kwargs)
 
 

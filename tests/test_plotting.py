@@ -21,7 +21,7 @@ def test_large_image_is_drawn_in_blocks_and_keeps_a_dead_column():
     hot = np.zeros((ny, nx), bool)
     hot[1001, 1501] = True                     # one flagged pixel
     fig, ax = plt.subplots()
-    plotting.show_image(ax, img, mask=hot, unit="electron")
+    plotting.show_image(ax, img, bad=hot, unit="electron")
     shown = ax.images[0].get_array()
     block = 3                                  # ceil(2000 / 800)
     assert shown.shape == (500, 667)

@@ -111,7 +111,7 @@ def test_the_galaxy_that_fills_the_frame_fools_the_masked_sky(filled):
     assert np.allclose(bg["sky_rate"], truth.sky_rate, rtol=0.005)
     from redux_helpers import background
     p = fitsio.read_product(root / "products" / "night" / "04_calibrate" / "n9999_001.fits")
-    found = background.find_galaxy(p.data, mask=p.mask > 0)
+    found = background.find_galaxy(p.data, bad=p.mask > 0)
     box = background.sky_for_frame(p.data, p.mask > 0, geo=found, choice="sky_method")
     assert np.median(box.model) / p.header["EXPTIME"] > 1.03 * truth.sky_rate
 

@@ -188,7 +188,7 @@ class SkyChoice:
     sources: np.ndarray | None = None   # the source mask the masked sky left out (dilated)
 
 
-def fit_radial_from_galaxy(data, center, *, mask=None, axis_ratio=1.0, theta_deg=0.0,
+def fit_radial_from_galaxy(data, center, *, bad=None, axis_ratio=1.0, theta_deg=0.0,
                            rmin_h=1.0, rmin=None, start=5.0, iterations=4, width=2.0):
     """A radial sky whose fit starts at ``rmin_h`` scale lengths of the galaxy itself.
 
@@ -200,7 +200,7 @@ def fit_radial_from_galaxy(data, center, *, mask=None, axis_ratio=1.0, theta_deg
 
     Parameters
     ----------
-    data, center, mask, axis_ratio, theta_deg, width
+    data, center, bad, axis_ratio, theta_deg, width
         As for `radial_sky`; the rings reach the farthest corner of the frame.
     rmin_h : float
         Where the fit starts, in scale lengths.
@@ -219,7 +219,7 @@ def fit_radial_from_galaxy(data, center, *, mask=None, axis_ratio=1.0, theta_deg
     ny, nx = np.shape(data)
     corners = np.array([[0, 0], [nx - 1, 0], [0, ny - 1], [nx - 1, ny - 1]], float)
     rmax = float(np.max(np.hypot(*(corners - np.asarray(center, float)).T))) / axis_ratio
-    kw = dict(mask=mask, axis_ratio=axis_ratio, theta_deg=theta_deg, width=width)
+    kw = dict(bad=bad, axis_ratio=axis_ratio, theta_deg=theta_deg, width=width)
     if rmin is not None:
         return radial_sky(data, center, rmax=rmax, rmin=float(rmin), **kw)
     r0 = float(start)
@@ -234,7 +234,7 @@ def fit_radial_from_galaxy(data, center, *, mask=None, axis_ratio=1.0, theta_deg
     return g, info
 
 
-def sky_for_frame(data, mask=None, *, geo=None, choice="auto", sky_method="box", box_size=64,
+def sky_for_frame(data, bad=None, *, geo=None, choice="auto", sky_method="box", box_size=64,
                   filter_size=3, nsigma=2.0, npixels=10, dilate=5, rmin_h=1.0, rmin=None,
                   min_scale_lengths=MIN_SCALE_LENGTHS, max_offset_error=MAX_OFFSET_ERROR,
                   segm=None):
@@ -251,7 +251,7 @@ def sky_for_frame(data, mask=None, *, geo=None, choice="auto", sky_method="box",
     ----------
     data : 2-D array
         The calibrated frame.
-    mask : bool array, optional
+    bad : bool array, optional
         Bad pixels.
     geo : dict, optional
         The galaxy: ``x``, ``y`` (0-based pixel), ``axis_ratio``, ``theta_deg``.
@@ -275,13 +275,13 @@ def sky_for_frame(data, mask=None, *, geo=None, choice="auto", sky_method="box",
     if choice not in ("auto", "radial", "sky_method"):
         msg = f"choice must be 'auto', 'radial' or 'sky_method', got {choice!r}"
         raise ValueError(msg)
-    data, bad = _as_image(data, mask)
+    data, bad = _as_image(data, bad)
     if segm is None:                    # once for both masks
-        segm = detect(data, mask=bad, nsigma=nsigma, npixels=npixels)
+        segm = detect(data, bad=bad, nsigma=nsigma, npixels=npixels)
     src = _mask_of(segm, data.shape, dilate=dilate)
     masked, masked_rms, masked_note = None, float("nan"), ""
     try:
-        masked, rms = sky_model(data, mask=bad | src, method=sky_method, box_size=box_size,
+        masked, rms = sky_model(data, bad=bad | src, method=sky_method, box_size=box_size,
                                 filter_size=filter_size, rms_image=False)
         masked_rms = float(np.median(rms))
     except ReduxError as exc:
@@ -298,12 +298,12 @@ def sky_for_frame(data, mask=None, *, geo=None, choice="auto", sky_method="box",
     # the check's masked sky: one clipped median of the pixels no source covers (a box
     # model interpolates over the masked galaxy from boxes full of its outskirts)
     try:
-        level = float(sky_model(data, mask=bad | src, method="constant")[0][0, 0])
+        level = float(sky_model(data, bad=bad | src, method="constant")[0][0, 0])
     except ReduxError:
         level = float("nan")
     n_sky = max(int((~(bad | src)).sum()), 1)
     try:
-        g, info = fit_radial_from_galaxy(data, centre, mask=bad | others,
+        g, info = fit_radial_from_galaxy(data, centre, bad=bad | others,
                                          axis_ratio=geo.get("axis_ratio", 1.0),
                                          theta_deg=geo.get("theta_deg", 0.0),
                                          rmin_h=rmin_h, rmin=rmin)

@@ -83,7 +83,7 @@ def galaxy_geometry(wcs, *, ra, dec, pa_deg=None, inclination_deg=None):
     return {"x": x, "y": y, "axis_ratio": q, "theta_deg": theta}
 
 
-def find_galaxy(data, *, mask=None, nsigma=2.0, npixels=10, min_fraction=0.05, smooth=9,
+def find_galaxy(data, *, bad=None, nsigma=2.0, npixels=10, min_fraction=0.05, smooth=9,
                 segm=None):
     """The centre of a source that fills much of the frame (a galaxy), or None.
 
@@ -96,7 +96,7 @@ def find_galaxy(data, *, mask=None, nsigma=2.0, npixels=10, min_fraction=0.05, s
     ----------
     data : 2-D array
         The frame.
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to ignore.
     nsigma, npixels
         How sources are detected (see `detect`).
@@ -120,9 +120,9 @@ def find_galaxy(data, *, mask=None, nsigma=2.0, npixels=10, min_fraction=0.05, s
     """
     from scipy import ndimage
 
-    data, bad = _as_image(data, mask)
+    data, bad = _as_image(data, bad)
     if segm is None:
-        segm = detect(data, mask=bad, nsigma=nsigma, npixels=npixels)
+        segm = detect(data, bad=bad, nsigma=nsigma, npixels=npixels)
     if segm is None:
         return None
     areas = np.asarray(segm.areas)
@@ -172,7 +172,7 @@ class RadialProfile:
     rmax: float
 
 
-def radial_sky(data, center, *, rmax, mask=None, rmin=0.0, axis_ratio=1.0, theta_deg=0.0,
+def radial_sky(data, center, *, rmax, bad=None, rmin=0.0, axis_ratio=1.0, theta_deg=0.0,
                profile="exponential", width=2.0, min_pixels=20):
     """The sky as the constant of a radial-profile fit around an object.
 
@@ -191,7 +191,7 @@ def radial_sky(data, center, *, rmax, mask=None, rmin=0.0, axis_ratio=1.0, theta
         Pixel (x, y) of the object's centre, 0-based.
     rmax : float
         Outermost semi-major axis used, pixels.
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to leave out: bad pixels and other objects (stars) on the rings.
     rmin : float
         Innermost semi-major axis fitted, pixels: leave out a core that ``f`` does not
@@ -225,7 +225,7 @@ def radial_sky(data, center, *, rmax, mask=None, rmin=0.0, axis_ratio=1.0, theta
     if profile not in PROFILES:
         msg = f"profile must be one of {PROFILES}, got {profile!r}"
         raise ValueError(msg)
-    data, bad = _as_image(data, mask)
+    data, bad = _as_image(data, bad)
     if not rmax > rmin:
         msg = f"rmax ({rmax}) must be larger than rmin ({rmin})"
         raise ValueError(msg)

@@ -24,7 +24,7 @@ def _too_little_sky(bad, method):
         raise ReduxError(msg)
 
 
-def sky_model(data, *, mask=None, method="box", box_size=64, filter_size=3, sigma=3.0,
+def sky_model(data, *, bad=None, method="box", box_size=64, filter_size=3, sigma=3.0,
               exclude_percentile=50.0, rms_image=True):
     """Model the sky of a frame from its unmasked pixels.
 
@@ -32,7 +32,7 @@ def sky_model(data, *, mask=None, method="box", box_size=64, filter_size=3, sigm
     ----------
     data : 2-D array
         The frame (sky and objects), e.g. in electrons. NaN pixels are ignored.
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels that are not sky: the sources (`source_mask`) and the bad pixels.
     method : {'box', 'plane', 'constant'}
         ``'box'``: sigma-clipped medians in boxes of ``box_size`` pixels, median
@@ -72,7 +72,7 @@ def sky_model(data, *, mask=None, method="box", box_size=64, filter_size=3, sigm
     if method not in METHODS:
         msg = f"sky method must be one of {METHODS}, got {method!r}"
         raise ValueError(msg)
-    data, bad = _as_image(data, mask)
+    data, bad = _as_image(data, bad)
     _too_little_sky(bad, method)
     if method == "constant":
         _, median, std = sigma_clipped_stats(data, mask=bad, sigma=sigma, maxiters=10)
@@ -148,7 +148,7 @@ def _background2d(data, bad, *, box_size, filter_size, sigma, exclude_percentile
         raise ReduxError(msg) from None
 
 
-def box_medians(data, *, mask=None, box_size=64, sigma=3.0, exclude_percentile=50.0):
+def box_medians(data, *, bad=None, box_size=64, sigma=3.0, exclude_percentile=50.0):
     """The sigma-clipped median of every box of `sky_model`'s ``'box'`` method, unsmoothed.
 
     What the box model starts from, before the grid is median filtered over
@@ -159,7 +159,7 @@ def box_medians(data, *, mask=None, box_size=64, sigma=3.0, exclude_percentile=5
 
     Parameters
     ----------
-    data, mask, box_size, sigma, exclude_percentile
+    data, bad, box_size, sigma, exclude_percentile
         As for `sky_model`.
 
     Returns
@@ -174,7 +174,7 @@ def box_medians(data, *, mask=None, box_size=64, sigma=3.0, exclude_percentile=5
     >>> box_medians(img, box_size=8).tolist()
     [[5.0, 7.0]]
     """
-    data, bad = _as_image(data, mask)
+    data, bad = _as_image(data, bad)
     _too_little_sky(bad, "box")
     bkg = _background2d(data, bad, box_size=box_size, filter_size=1, sigma=sigma,
                         exclude_percentile=exclude_percentile)

@@ -14,19 +14,20 @@ from .constants import MIN_SKY_PIXELS
 
 log = logging.getLogger(__name__)
 
-def _as_image(data, mask, what="data"):
+def _as_image(data, bad, what="data"):
     """(float64 copy of ``data``, bool array of unusable pixels); raises on no data."""
     data = np.array(data, dtype=np.float64)
     if data.ndim != 2:
         msg = f"{what} must be a 2-D image; got an array of shape {data.shape}"
         raise ValueError(msg)
+    given = bad
     bad = ~np.isfinite(data)
-    if mask is not None:
-        mask = np.asarray(mask, bool)
-        if mask.shape != data.shape:
-            msg = f"mask has shape {mask.shape} but {what} has shape {data.shape}"
+    if given is not None:
+        given = np.asarray(given, bool)
+        if given.shape != data.shape:
+            msg = f"the bad-pixel mask has shape {given.shape} but {what} has shape {data.shape}"
             raise ValueError(msg)
-        bad |= mask
+        bad |= given
     if bad.all():
         msg = (f"{what} has no usable pixel (all NaN or masked): check the frame and its "
                "MASK plane from the calibration")
@@ -48,7 +49,7 @@ def _threshold(work, ignore, nsigma):
     return float(np.mean(clipped) + nsigma * np.std(clipped))
 
 
-def detect(data, *, mask=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
+def detect(data, *, bad=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
     """Find the sources in an image: photutils' segmentation on a smoothed copy.
 
     The image is smoothed with a Gaussian of ``smooth_fwhm`` pixels (`smooth`: NaN and
@@ -61,7 +62,7 @@ def detect(data, *, mask=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
     ----------
     data : 2-D array
         The image, e.g. a calibrated frame in electrons.
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to ignore (bad pixels, no data); they never belong to a source.
     nsigma : float
         Detection threshold, in standard deviations of the smoothed sky.
@@ -78,8 +79,8 @@ def detect(data, *, mask=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
     from photutils.segmentation import detect_sources
     from photutils.utils.exceptions import NoDetectionsWarning
 
-    data, bad = _as_image(data, mask)
-    work = smooth(data, mask=bad, fwhm=smooth_fwhm) if smooth_fwhm and smooth_fwhm > 0 \
+    data, bad = _as_image(data, bad)
+    work = smooth(data, bad=bad, fwhm=smooth_fwhm) if smooth_fwhm and smooth_fwhm > 0 \
         else np.where(bad, np.nan, data)
     ignore = bad | ~np.isfinite(work)
     work = np.where(ignore, 0.0, work)
@@ -89,7 +90,7 @@ def detect(data, *, mask=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
         return detect_sources(work, threshold, npixels, mask=ignore)
 
 
-def source_mask(data, *, mask=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwhm=3.0,
+def source_mask(data, *, bad=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwhm=3.0,
                 except_at=None, segm=None):
     """Pixels covered by sources (stars, galaxies), grown by ``dilate`` pixels.
 
@@ -97,7 +98,7 @@ def source_mask(data, *, mask=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwh
     ----------
     data : 2-D array
         The image, e.g. a calibrated frame in electrons.
-    mask : bool array, optional
+    bad : bool array, optional
         Pixels to ignore (bad pixels, no data). They are not part of the result.
     nsigma, npixels, smooth_fwhm
         How sources are detected (see `detect`).
@@ -109,7 +110,7 @@ def source_mask(data, *, mask=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwh
         are masked (e.g. the stars around a galaxy whose profile `radial_sky` fits).
     segm : `~photutils.segmentation.SegmentationImage`, optional
         The sources `detect` found already (e.g. in the frame before its sky was
-        subtracted): not detected again. ``mask``, ``nsigma``, ``npixels`` and
+        subtracted): not detected again. ``bad``, ``nsigma``, ``npixels`` and
         ``smooth_fwhm`` are then not used.
 
     Returns
@@ -128,7 +129,7 @@ def source_mask(data, *, mask=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwh
     (True, True, False)
     """
     if segm is None:
-        segm = detect(data, mask=mask, nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm)
+        segm = detect(data, bad=bad, nsigma=nsigma, npixels=npixels, smooth_fwhm=smooth_fwhm)
         if segm is None:
             log.info("no sources found above %.1f sigma", nsigma)
     return _mask_of(segm, np.shape(data), dilate=dilate, except_at=except_at)
