@@ -177,7 +177,8 @@ def combine_readers(readers, *, method="median", sigma=3.0, maxiters=5, min_fram
     readers = list(readers)
     if len(readers) < min_frames:
         msg = (f"need at least {min_frames} frames to combine, got {len(readers)}; "
-               "check the frame selection in 00_inspect (or lower min_frames)")
+               "check the frame selection in 00_inspect, or lower the notebook's parameter "
+               f"min_frames (redux run TARGET -p min_frames={max(len(readers), 1)})")
         raise FrameError(msg)
     shapes = {tuple(r.shape) for r in readers}
     if len(shapes) > 1:

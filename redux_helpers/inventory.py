@@ -185,11 +185,13 @@ NAN_FRAC_MAX = 0.01
 LIGHT_SAT_MAX = 0.5
 
 
-def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
+def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001,
+                  place="in the manifest") -> Table:
     """What in a night's inventory would stop or spoil the reduction.
 
     Returns a table of (severity, file, problem, what_to_do); severity is ``error``
-    (the chain can't go on) or ``warning`` (it goes on, but look).
+    (the chain can't go on) or ``warning`` (it goes on, but look). ``place`` says where
+    a manifest line goes (`manifest.Target.place`: ``under `m13:` in night.yaml``).
     """
     out = []
 
@@ -197,34 +199,34 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
         out.append((sev, f, what, todo))
 
     for r in table[table["frametype"] == "unreadable"]:
-        add("error", r["file"], r["problem"], "exclude it in the manifest")
+        add("error", r["file"], r["problem"], f"exclude it {place}")
     ok = table[table["frametype"] != "unreadable"]
     for r in ok:
         if r["nan_frac"] > NAN_FRAC_MAX:
             add("error", r["file"], f"{100 * r['nan_frac']:.1f} % of its pixels are NaN (no "
-                "value)", "exclude it in the manifest: a raw frame has a value in every pixel")
+                "value)", f"exclude it {place}: a raw frame has a value in every pixel")
         if r["frametype"] in ("light", "standard") and r["sat_frac"] > LIGHT_SAT_MAX:
             add("error", r["file"], f"{100 * r['sat_frac']:.0f} % of its pixels are saturated "
                 f"(at or above {r['saturate']:g} ADU): nothing in it can be measured",
-                "exclude it in the manifest (or set saturate: if the level is wrong)")
+                f"exclude it {place} (or set saturate: if the level is wrong)")
         if r["frametype"] in ("light", "standard", "dark", "flat") and np.isnan(r["exptime"]):
             add("error", r["file"], "no exposure time keyword (EXPTIME/EXPOSURE/ITIME)",
-                "add it under header_overrides for this file in the manifest")
+                f"add it to header_overrides for this file, {place}")
     unknown = ok[np.isin(ok["frametype"], ["light", "standard", "flat"]) & (ok["filter"] == "")]
     if len(unknown):
         add("error", ", ".join(unknown["file"]), unknown_filter_problem(unknown),
-            unknown_filter_fix(unknown))
+            unknown_filter_fix(unknown, place=place))
     for stem, files in duplicate_stems(table["file"]).items():
         add("error", ", ".join(files), f"{len(files)} files would make products of one name "
             f"('{stem}'): one would overwrite the other",
-            "rename one of them, or list all but one under 'exclude:' in the manifest")
+            f"rename one of them, or list all but one under 'exclude:', {place}")
     for files in same_frames(ok):
         add("warning", ", ".join(files), "these files look like copies of one frame (same "
             "DATE-OBS, size and pixel statistics); each would count as a frame of its own",
-            "list all but one under 'exclude:' in the manifest")
+            f"list all but one under 'exclude:', {place}")
     for what, files in mixed_sizes(ok):
-        add("error", files, what, "list the frames of the other size under 'exclude:' in the "
-            "manifest, or make them a target of their own (one raw_dir per camera set-up)")
+        add("error", files, what, f"list the frames of the other size under 'exclude:', {place}, "
+            "or make them a target of their own (one raw_dir per camera set-up)")
     for kind in ("bias", "dark", "flat", "light", "standard"):
         sub = ok[ok["frametype"] == kind]
         bins = sorted(set(sub["binning"]))
@@ -251,15 +253,15 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001) -> Table:
             add("warning", r["file"], f"IMAGETYP '{r['imagetyp'].strip()}' is not a frame type "
                 f"redux knows: it is read as {r['frametype']}",
                 f"if it is not a {r['frametype']}, set frame_types: {{{r['file']}: <type>}} or "
-                "exclude it in the manifest")
+                f"exclude it {place}")
         if r["frametype"] == "flat" and r["min"] <= 0:
             add("warning", r["file"], f"flat has pixels at or below 0 ADU (min {r['min']:g}): "
                 "a dead or masked region the superflat can't correct",
                 "exclude it, or list the region under bad_columns/bad_rows")
     if not len(lights):
         add("error", "", f"no light frames among the {len(ok)} readable frames: nothing to "
-            "reduce", "add the lights to raw_dir, or give their type under frame_types: in "
-            "the manifest")
+            "reduce", "add the lights to raw_dir, or give their type under frame_types:, "
+            f"{place}")
     if not len(ok[ok["frametype"] == "bias"]):
         add("warning", "", "no bias frames",
             "with an overscan the level is still removed; without, add bias frames")
@@ -378,7 +380,7 @@ def unknown_filter_problem(rows) -> str:
                "no header keyword names a filter"))
 
 
-def unknown_filter_fix(rows) -> str:
+def unknown_filter_fix(rows, *, place="under the target in the manifest") -> str:
     """The manifest lines that give frames of unknown filter their filter."""
     hints = _hints(rows)
     keys = [k for k in hints if k != "OBJECT"]
@@ -394,7 +396,7 @@ def unknown_filter_fix(rows) -> str:
         ways.append(f"filter_from_object: [{', '.join(words)}]  (OBJECT says the filter)")
     ways.append('header_overrides: {"*": {FILTER: <name>}}  when every frame has one '
                 "filter, or per file: header_overrides: {file.fits: {FILTER: <name>}}")
-    return "add under the target in the manifest one of: " + "  |  ".join(ways)
+    return f"add {place} one of: " + "  |  ".join(ways)
 
 
 def _object_filter_words(rows) -> list[str]:

@@ -45,6 +45,11 @@ def test_problems_are_found_and_named(small_demo, tmp_path):
     assert "error cut.fits" in text and "truncated" in text
     assert "error readme.fits" in text
     assert "filter Ha has lights but no flats" in text
+    # each fix says where its manifest line goes
+    placed = inventory.find_problems(inv, place="under `m13:` in /x/night.yaml")
+    todo = {str(p["file"]): str(p["what_to_do"]) for p in placed}
+    assert todo["noexp.fits"] == "add it to header_overrides for this file, under `m13:` in /x/night.yaml"
+    assert todo["readme.fits"] == "exclude it under `m13:` in /x/night.yaml"
     with pytest.raises(FrameError, match=r"(?s)2 file\(s\).*cut\.fits.*readme\.fits"):
         inventory.check_readable(inv)
 
