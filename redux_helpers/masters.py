@@ -286,6 +286,25 @@ def scaled_flat_readers(flats, *, raw_dir, settings, bias, dark_table, temp_tole
     return readers, levels, dfile
 
 
+def one_bias_uncertainty(bias, read_noise_adu=None):
+    """The uncertainty of a superbias made of a single bias frame: its read noise (ADU).
+
+    As for one flat (`one_flat_uncertainty`), one frame has no scatter to measure a
+    standard error from. A bias pixel's error is the read noise: the header's
+    (``read_noise_adu``, e-/gain) when known, else the frame's robust scatter (which
+    also holds its fixed pattern, so it errs high, never low).
+
+    >>> float(one_bias_uncertainty(np.zeros((3, 3)), 4.5)[1, 1])
+    4.5
+    """
+    from astropy.stats import mad_std
+
+    bias = np.asarray(bias, np.float64)
+    rn = float(read_noise_adu) if read_noise_adu is not None and np.isfinite(read_noise_adu) \
+        else float(mad_std(bias, ignore_nan=True))
+    return np.full(bias.shape, rn, np.float32)
+
+
 def one_flat_uncertainty(flat, level, read_noise):
     """The uncertainty of a superflat made of a single flat: its photon and read noise.
 

@@ -73,3 +73,13 @@ def test_load_masters_reads_each_file_once_until_it_changes(tmp_path, monkeypatc
     m3 = masters.load_masters(bias=bias, flat=flat)
     assert len(reads) == 3 and m3.bias[0, 0] == 3.0 and m3.bias_unc is None
     masters.clear_cache()
+
+
+def test_one_bias_uncertainty_is_the_read_noise_given_or_measured():
+    from redux_helpers.masters import one_bias_uncertainty
+
+    rng = np.random.default_rng(5)
+    bias = 300.0 + rng.normal(0, 4.0, (200, 200))
+    assert np.all(one_bias_uncertainty(bias, 3.2) == np.float32(3.2))     # the header's, in ADU
+    measured = one_bias_uncertainty(bias, float("nan"))                     # no gain: its scatter
+    assert measured.shape == bias.shape and abs(float(measured[0, 0]) / 4.0 - 1) < 0.03
