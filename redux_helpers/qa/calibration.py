@@ -211,8 +211,7 @@ def superflat_rows(paths, target, truth, out):
 
 
 def cosmics_rows(paths, target, truth, out):
-    tab = table_of(paths, "cosmics")
-    if tab is None:
+    if (tab := table_of(paths, "cosmics")) is None:
         return
     frac = 100 * np.asarray(tab["fraction"], float)          # percent
     files = [str(f) for f in tab["file"]]

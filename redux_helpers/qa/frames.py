@@ -18,8 +18,7 @@ log = logging.getLogger(__name__)
 
 def background_rows(paths, target, truth, out):
     folder = paths.step("05_background")
-    tab = table_of(paths, "background")
-    if tab is None:
+    if (tab := table_of(paths, "background")) is None:
         return
     inv = inventory_of(paths)
     for filt in sorted({str(f) for f in tab["filter"]}):
