@@ -141,11 +141,17 @@ def write_space_images(root, night, *, ground_arcsec, seed):
     dict
         The constants and per-image facts, for ``truth.json``.
     """
-    gauss = night.gauss                   # the demo's Gaussian stamps
     rng = np.random.default_rng(seed + 7919)
     (root / "hst").mkdir()
     (root / "muse").mkdir()
-    ra0, dec0 = night.ref_wcs.wcs.crval
+    facts = _write_hst(root, night, rng, ground_arcsec=ground_arcsec)
+    facts.update(_write_muse(root, night, rng, ground_arcsec=ground_arcsec))
+    return facts
+
+
+def _write_hst(root, night, rng, *, ground_arcsec):
+    """The HST-like F555W/F656N/F814W images, the true line and continuum on their grid."""
+    gauss = night.gauss                   # the demo's Gaussian stamps
     # --- the HST-like grid and the model on it -----------------------------------------
     n_hst = _field(night, HST_PIXEL, ground_arcsec)
     shape = (n_hst, n_hst)
@@ -203,7 +209,13 @@ def write_space_images(root, night, *, ground_arcsec, seed):
     cont_ha = (gal_flam_r * (HALPHA_A / R_PIVOT_A) ** GALAXY_BETA)
     fits.PrimaryHDU(cont_ha.astype(np.float32), h).writeto(
         root / "truth" / "continuum_flam_hst.fits")
+    facts["hst_shape"] = list(shape)
+    return facts
 
+
+def _write_muse(root, night, rng, *, ground_arcsec):
+    """The MUSE-like Halpha map, its nebula mask and catalogue, and their truth."""
+    gauss = night.gauss
     # --- the MUSE-like map ---------------------------------------------------------------
     n_muse = _field(night, MUSE_PIXEL, ground_arcsec) - 6     # a slightly smaller field
     mshape = (n_muse, n_muse)
@@ -270,15 +282,14 @@ def write_space_images(root, night, *, ground_arcsec, seed):
                            "summed over the region's mask; flux_hst_expected: what the "
                            "HST line image (handbook width, two continua) gives there"}).write(
         root / "truth" / "nebulae_truth.ecsv")
-    facts.update({"muse_pixel_arcsec": MUSE_PIXEL, "muse_fwhm_arcsec": MUSE_FWHM,
-                  "muse_slope": MUSE_SLOPE, "muse_offset": MUSE_OFFSET,
-                  "muse_offset_per_arcsec2": MUSE_OFFSET / MUSE_PIXEL ** 2,
-                  "muse_noise": MUSE_NOISE, "hst_shape": list(shape),
-                  "hst_nii_share": HST_NII_SHARE, "hst_width_true_A": HST_WIDTH_TRUE_A,
-                  "hst_sky_rate": HST_SKY_RATE, "hst_line_scale": HST_LINE_SCALE,
-                  "hst_sky_line_per_pixel": sky_pixel,
-                  # the anchoring fit's right answer: MUSE = offset + slope x HST line
-                  "anchor_slope": MUSE_SLOPE / HST_LINE_SCALE,
-                  "anchor_offset": MUSE_OFFSET - MUSE_SLOPE / HST_LINE_SCALE * sky_spaxel,
-                  "muse_shape": list(mshape), "n_nebulae": int(keep.sum())})
-    return facts
+    return {"muse_pixel_arcsec": MUSE_PIXEL, "muse_fwhm_arcsec": MUSE_FWHM,
+            "muse_slope": MUSE_SLOPE, "muse_offset": MUSE_OFFSET,
+            "muse_offset_per_arcsec2": MUSE_OFFSET / MUSE_PIXEL ** 2,
+            "muse_noise": MUSE_NOISE,
+            "hst_nii_share": HST_NII_SHARE, "hst_width_true_A": HST_WIDTH_TRUE_A,
+            "hst_sky_rate": HST_SKY_RATE, "hst_line_scale": HST_LINE_SCALE,
+            "hst_sky_line_per_pixel": sky_pixel,
+            # the anchoring fit's right answer: MUSE = offset + slope x HST line
+            "anchor_slope": MUSE_SLOPE / HST_LINE_SCALE,
+            "anchor_offset": MUSE_OFFSET - MUSE_SLOPE / HST_LINE_SCALE * sky_spaxel,
+            "muse_shape": list(mshape), "n_nebulae": int(keep.sum())}
