@@ -201,6 +201,23 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001,
     for r in table[table["frametype"] == "unreadable"]:
         add("error", r["file"], r["problem"], f"exclude it {place}")
     ok = table[table["frametype"] != "unreadable"]
+    _frame_problems(ok, add, place)
+    _set_problems(table, ok, add, place)
+    _flat_problems(ok, add, flat_low_adu=flat_low_adu, flat_sat_frac=flat_sat_frac)
+    lights = ok[np.isin(ok["frametype"], ["light", "standard"])]
+    if not len(lights):
+        add("error", "", f"no light frames among the {len(ok)} readable frames: nothing to "
+            "reduce", "add the lights to raw_dir, or give their type under frame_types:, "
+            f"{place}")
+    if not len(ok[ok["frametype"] == "bias"]):
+        add("warning", "", "no bias frames",
+            "with an overscan the level is still removed; without, add bias frames")
+    return Table(rows=out or None, names=("severity", "file", "problem", "what_to_do"),
+                 dtype=(str, str, str, str))
+
+
+def _frame_problems(ok, add, place):
+    """Each readable frame on its own: NaN, saturated, no exposure time, an odd IMAGETYP."""
     for r in ok:
         if r["nan_frac"] > NAN_FRAC_MAX:
             add("error", r["file"], f"{100 * r['nan_frac']:.1f} % of its pixels are NaN (no "
@@ -212,6 +229,21 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001,
         if r["frametype"] in ("light", "standard", "dark", "flat") and np.isnan(r["exptime"]):
             add("error", r["file"], "no exposure time keyword (EXPTIME/EXPOSURE/ITIME)",
                 f"add it to header_overrides for this file, {place}")
+    for r in ok:
+        if r["imagetyp"].strip() and headers.type_from_words(r["imagetyp"]) is None:
+            add("warning", r["file"], f"IMAGETYP '{r['imagetyp'].strip()}' is not a frame type "
+                f"redux knows: it is read as {r['frametype']}",
+                f"if it is not a {r['frametype']}, set frame_types: {{{r['file']}: <type>}} or "
+                f"exclude it {place}")
+        if r["frametype"] == "flat" and r["min"] <= 0:
+            add("warning", r["file"], f"flat has pixels at or below 0 ADU (min {r['min']:g}): "
+                "a dead or masked region the superflat can't correct",
+                "exclude it, or list the region under bad_columns/bad_rows")
+
+
+def _set_problems(table, ok, add, place):
+    """The frames together (``ok`` the readable of ``table``): unknown filters, one product
+    name twice, copies, mixed sizes and binnings."""
     unknown = ok[np.isin(ok["frametype"], ["light", "standard", "flat"]) & (ok["filter"] == "")]
     if len(unknown):
         add("error", ", ".join(unknown["file"]), unknown_filter_problem(unknown),
@@ -234,6 +266,10 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001,
             counts = ", ".join(f"{b} ({int(np.sum(sub['binning'] == b))})" for b in bins)
             add("warning", "", f"{kind} frames have mixed binning: {counts}",
                 "each step uses the frames whose binning matches the lights")
+
+
+def _flat_problems(ok, add, *, flat_low_adu, flat_sat_frac):
+    """Filters with lights but no flats; flats saturated or under-exposed."""
     lights = ok[np.isin(ok["frametype"], ["light", "standard"])]
     flats = ok[ok["frametype"] == "flat"]
     for filt in sorted(set(lights["filter"]) - {""}):
@@ -248,26 +284,6 @@ def find_problems(table, *, flat_low_adu=1000.0, flat_sat_frac=0.001,
         elif level < flat_low_adu:
             add("warning", r["file"], f"flat is under-exposed ({level:.0f} ADU above bias)",
                 "exclude it or accept a noisier superflat")
-    for r in ok:
-        if r["imagetyp"].strip() and headers.type_from_words(r["imagetyp"]) is None:
-            add("warning", r["file"], f"IMAGETYP '{r['imagetyp'].strip()}' is not a frame type "
-                f"redux knows: it is read as {r['frametype']}",
-                f"if it is not a {r['frametype']}, set frame_types: {{{r['file']}: <type>}} or "
-                f"exclude it {place}")
-        if r["frametype"] == "flat" and r["min"] <= 0:
-            add("warning", r["file"], f"flat has pixels at or below 0 ADU (min {r['min']:g}): "
-                "a dead or masked region the superflat can't correct",
-                "exclude it, or list the region under bad_columns/bad_rows")
-    if not len(lights):
-        add("error", "", f"no light frames among the {len(ok)} readable frames: nothing to "
-            "reduce", "add the lights to raw_dir, or give their type under frame_types:, "
-            f"{place}")
-    if not len(ok[ok["frametype"] == "bias"]):
-        add("warning", "", "no bias frames",
-            "with an overscan the level is still removed; without, add bias frames")
-    return Table(rows=out or None, names=("severity", "file", "problem", "what_to_do"),
-                 dtype=(str, str, str, str))
-
 
 def _bias_estimate(table):
     """Typical raw level of a bias frame (what a flat's level sits on), 0 if none."""
