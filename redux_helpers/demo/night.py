@@ -85,68 +85,10 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
     raw.mkdir()
     night = Night(cfg)
     n = cfg.size
-    frames = {}
-    minute = [18 * 60.0]
-
-    def write(name, data, header, **facts):
-        header["DATE-OBS"] = _iso(minute[0])
-        minute[0] += header["EXPTIME"] / 60.0 + 0.5
-        fits.PrimaryHDU(data, header=header).writeto(raw / name)
-        frames[name] = facts
-
-    zero = np.zeros(night.shape)
-    for i in range(cfg.n_bias):
-        write(f"bias_{i + 1:03d}.fits", night.readout(zero),
-              _header(cfg, "BIAS", "bias", 0.0), kind="bias")
-    for t in DARK_EXPTIMES:
-        for i in range(cfg.n_dark):
-            e = night.rng.poisson(night.dark_current * t).astype(float)
-            temp = CCD_TEMP + night.rng.normal(0, 0.1)
-            write(f"dark_{int(t):04d}s_{i + 1:03d}.fits", night.readout(e),
-                  _header(cfg, "DARK", "dark", t, temp=temp), kind="dark")
-    for f in FILTERS:
-        for i in range(cfg.n_flat):
-            level_e = night.rng.uniform(15000, 35000) * GAIN   # each flat at its own level
-            e = night.expose(np.full(night.shape, level_e / FLAT_EXPTIME), FLAT_EXPTIME,
-                             flat=night.flats[f])
-            write(f"flat_{f}_{i + 1:03d}.fits", night.readout(e),
-                  _header(cfg, "FLAT", f"dome flat {f}", FLAT_EXPTIME, filt=f),
-                  kind="flat", filter=f, level_e=level_e)
-    def observe(name, f, kind, *, offset, rot, airmass, fwhm, t, science, ref_wcs, obj):
-        """One exposure of the sky through filter f: raw frame, noiseless rate, CR mask."""
-        rate = night.scene(f, offset=offset, rotation_deg=rot, seeing_fwhm=fwhm,
-                           airmass=airmass, science=science) + SKY_RATE[f]
-        e = night.expose(rate, t, flat=night.flats[f])
-        cr = night.cosmic_rays(t)
-        wcs = frame_wcs(ref_wcs, night.shape, offset, rot)
-        raw = night.readout(e + cr)
-        temp = CCD_TEMP + night.rng.normal(0, 0.2) if science else CCD_TEMP
-        write(name, raw, _header(cfg, "LIGHT", obj, t, filt=f, airmass=airmass, wcs=wcs,
-                                 temp=temp),
-              kind=kind, filter=f, offset=list(offset), rotation_deg=rot, airmass=airmass,
-              fwhm=fwhm, exptime=t)
-        stem = name.removesuffix(".fits")
-        _write_image(truth / "frames" / f"{stem}_rate.fits", rate, "electron/s")
-        _write_image(truth / "frames" / f"{stem}_crmask.fits", (cr > 0).astype(np.uint8), "")
-
-    # science frames: dithers with non-integer offsets; the last may be rotated
-    amp = max(8.0, 20.0 * night.scale)
-    for f in FILTERS:
-        for i in range(cfg.n_light):
-            offset = (0.0, 0.0) if i == 0 else tuple(night.rng.uniform(-amp, amp, 2))
-            rot = cfg.rotation_deg if (i == cfg.n_light - 1 and i > 0) else 0.0
-            airmass = night.rng.uniform(1.15, 1.45)
-            observe(f"ngc_demo_{f}_{i + 1:03d}.fits", f, "light", offset=offset, rot=rot,
-                    airmass=airmass, fwhm=night.rng.uniform(2.9, 3.6), t=EXPTIME[f],
-                    science=True, ref_wcs=night.ref_wcs, obj="NGC DEMO")
-    # standard stars at three airmasses per filter
-    for f in FILTERS:
-        for j, airmass in enumerate(STD_AIRMASSES):
-            offset = tuple(night.rng.uniform(-5, 5, 2))
-            observe(f"std_SA98_{f}_{j + 1:03d}.fits", f, "standard", offset=offset, rot=0.0,
-                    airmass=airmass, fwhm=night.rng.uniform(2.9, 3.6), t=STD_EXPTIME[f],
-                    science=False, ref_wcs=night.std_wcs, obj="SA 98 standard")
-
+    out = _Frames(cfg, night, raw, truth)
+    _calibration_frames(cfg, night, out)
+    _sky_frames(cfg, night, out)
+    frames = out.facts
     if cfg.broken:   # a transfer cut short: the last R light loses the second half of its data
         bad = raw / f"ngc_demo_R_{cfg.n_light:03d}.fits"
         data = bad.read_bytes()
@@ -179,6 +121,85 @@ def make_demo(root, config: DemoConfig | None = None) -> Path:
     tmp.rename(root)
     log.info("made the demo night in %s (%d frames)", root, len(frames))
     return root
+
+
+
+
+class _Frames:
+    """Writes the night's raw frames in observing order, with a clock, and their facts."""
+
+    def __init__(self, cfg, night, raw, truth):
+        self.cfg, self.night, self.raw, self.truth = cfg, night, raw, truth
+        self.facts, self.minute = {}, 18 * 60.0
+
+    def write(self, name, data, header, **facts):
+        header["DATE-OBS"] = _iso(self.minute)
+        self.minute += header["EXPTIME"] / 60.0 + 0.5
+        fits.PrimaryHDU(data, header=header).writeto(self.raw / name)
+        self.facts[name] = facts
+
+    def observe(self, name, f, kind, *, offset, rot, airmass, fwhm, t, science, ref_wcs, obj):
+        """One exposure of the sky through filter f: raw frame, noiseless rate, CR mask."""
+        cfg, night, truth = self.cfg, self.night, self.truth
+        rate = night.scene(f, offset=offset, rotation_deg=rot, seeing_fwhm=fwhm,
+                           airmass=airmass, science=science) + SKY_RATE[f]
+        e = night.expose(rate, t, flat=night.flats[f])
+        cr = night.cosmic_rays(t)
+        wcs = frame_wcs(ref_wcs, night.shape, offset, rot)
+        raw = night.readout(e + cr)
+        temp = CCD_TEMP + night.rng.normal(0, 0.2) if science else CCD_TEMP
+        self.write(name, raw, _header(cfg, "LIGHT", obj, t, filt=f, airmass=airmass, wcs=wcs,
+                                      temp=temp),
+                   kind=kind, filter=f, offset=list(offset), rotation_deg=rot, airmass=airmass,
+                   fwhm=fwhm, exptime=t)
+        stem = name.removesuffix(".fits")
+        _write_image(truth / "frames" / f"{stem}_rate.fits", rate, "electron/s")
+        _write_image(truth / "frames" / f"{stem}_crmask.fits", (cr > 0).astype(np.uint8), "")
+
+
+def _calibration_frames(cfg, night, out):
+    """Biases, darks at each exposure time, and dome flats of every filter."""
+    write = out.write
+    zero = np.zeros(night.shape)
+    for i in range(cfg.n_bias):
+        write(f"bias_{i + 1:03d}.fits", night.readout(zero),
+              _header(cfg, "BIAS", "bias", 0.0), kind="bias")
+    for t in DARK_EXPTIMES:
+        for i in range(cfg.n_dark):
+            e = night.rng.poisson(night.dark_current * t).astype(float)
+            temp = CCD_TEMP + night.rng.normal(0, 0.1)
+            write(f"dark_{int(t):04d}s_{i + 1:03d}.fits", night.readout(e),
+                  _header(cfg, "DARK", "dark", t, temp=temp), kind="dark")
+    for f in FILTERS:
+        for i in range(cfg.n_flat):
+            level_e = night.rng.uniform(15000, 35000) * GAIN   # each flat at its own level
+            e = night.expose(np.full(night.shape, level_e / FLAT_EXPTIME), FLAT_EXPTIME,
+                             flat=night.flats[f])
+            write(f"flat_{f}_{i + 1:03d}.fits", night.readout(e),
+                  _header(cfg, "FLAT", f"dome flat {f}", FLAT_EXPTIME, filt=f),
+                  kind="flat", filter=f, level_e=level_e)
+
+
+def _sky_frames(cfg, night, out):
+    """Dithered science frames (the last of a filter may be rotated), then standards."""
+    observe = out.observe
+    # science frames: dithers with non-integer offsets; the last may be rotated
+    amp = max(8.0, 20.0 * night.scale)
+    for f in FILTERS:
+        for i in range(cfg.n_light):
+            offset = (0.0, 0.0) if i == 0 else tuple(night.rng.uniform(-amp, amp, 2))
+            rot = cfg.rotation_deg if (i == cfg.n_light - 1 and i > 0) else 0.0
+            airmass = night.rng.uniform(1.15, 1.45)
+            observe(f"ngc_demo_{f}_{i + 1:03d}.fits", f, "light", offset=offset, rot=rot,
+                    airmass=airmass, fwhm=night.rng.uniform(2.9, 3.6), t=EXPTIME[f],
+                    science=True, ref_wcs=night.ref_wcs, obj="NGC DEMO")
+    # standard stars at three airmasses per filter
+    for f in FILTERS:
+        for j, airmass in enumerate(STD_AIRMASSES):
+            offset = tuple(night.rng.uniform(-5, 5, 2))
+            observe(f"std_SA98_{f}_{j + 1:03d}.fits", f, "standard", offset=offset, rot=0.0,
+                    airmass=airmass, fwhm=night.rng.uniform(2.9, 3.6), t=STD_EXPTIME[f],
+                    science=False, ref_wcs=night.std_wcs, obj="SA 98 standard")
 
 
 def _iso(minute):
