@@ -158,78 +158,90 @@ def _hii_vs_truth(cat, truth, out):
 
 
 def halpha_muse_rows(paths, target, truth, out):
+    """10's rows: the anchoring fit (slope, offset, bins) and the nebulae against MUSE."""
     path = paths.product("anchor_fit")
     if path.is_file():
-        meta = fitsio.read_table(path).meta
-        slope, slope_err = as_float(meta.get("slope")), as_float(meta.get("slope_err"))
-        offset, offset_err = as_float(meta.get("offset")), as_float(meta.get("offset_err"))
-        n_bins = as_float(meta.get("n_bins"))
-        n_bins, n_pix = (int(n_bins) if np.isfinite(n_bins) else 0), meta.get("n_pixels", "?")
-        out.add("anchor_slope", slope, error=slope_err,
-                flag="pass" if abs(slope - 1) <= limits.ANCHOR_SLOPE_TOL else "warn",
-                reason=f"MUSE = offset + slope x ours: slope {slope:.3f} +- {fmt(slope_err, 2)}; "
-                       f"warn if it differs from 1 by more than {limits.ANCHOR_SLOPE_TOL:g} (the two "
-                       "flux scales disagree by that much)")
-        unit = str(meta.get("offset_unit", meta.get("unit", "")))
-        out.add("anchor_offset", offset, error=offset_err, unit=unit,
-                reason=f"offset {offset:.3g} +- {fmt(offset_err, 2)} {unit} per MUSE pixel "
-                       "(a difference in sky subtraction)")
-        out.add("anchor_bins", n_bins, unit="bins",
-                flag="pass" if n_bins >= limits.ANCHOR_MIN_BINS else "warn",
-                reason=f"the fit used {n_bins} bins of {n_pix} pixels; warn below "
-                       f"{limits.ANCHOR_MIN_BINS} bins (too few to see a slope)")
-        space = truth["space"] if truth is not None and "space" in truth.facts else {}
-        true_key = "anchor_slope" if "anchor_slope" in space else "muse_slope"
-        if true_key in space and np.isfinite(slope) and meta.get("mode", "hst") == "hst":
-            true = float(space[true_key])
-            out.add("anchor_slope_vs_truth", slope - true, error=slope_err,
-                    reason=f"slope - the demo's right answer {true:.4f} (MUSE / the HST "
-                           f"image's line) = {slope - true:+.4f}")
+        _anchor_rows(fitsio.read_table(path).meta, truth, out)
     path = paths.product("nebulae")
     if path.is_file():
-        neb = fitsio.read_table(path)
-        s = comparison_stats(neb)
-        out.add("n_nebulae", s["n"], unit="nebulae", flag="pass" if s["n"] else "warn",
-                reason=f"{s['n']} of {len(neb)} nebulae have fluxes to compare with MUSE"
-                       + (f" (the demo has {truth['space']['n_nebulae']})"
-                          if truth is not None and "n_nebulae" in truth.facts.get("space", {})
-                          else ""))
-        if s["n"]:
-            med = s["median"]
-            out.add("nebula_ratio_median", med, unit="ours/MUSE",
-                    flag="pass" if abs(med - 1) <= limits.NEBULA_BIAS_TOL else "warn",
-                    reason=f"median flux ratio ours / MUSE {med:.3f} over {s['n']} nebulae "
-                           f"(16-84 %: {s['p16']:.3f}-{s['p84']:.3f}); warn if it differs "
-                           f"from 1 by more than {100 * limits.NEBULA_BIAS_TOL:g} %")
-            expected = s["expected_scatter"]
-            if np.isfinite(expected) and expected > 0:
-                flag = "pass" if s["scatter"] <= limits.NEBULA_SCATTER_FACTOR * expected else "warn"
-                reason = (f"scatter of the ratio (1.4826 MAD) {s['scatter']:.3f}, the flux "
-                          f"errors explain {expected:.3f}; warn above {limits.NEBULA_SCATTER_FACTOR:g} x that")
-            else:
-                flag = "info"
-                reason = (f"scatter of the ratio (1.4826 MAD) {s['scatter']:.3f} "
-                          f"({fmt(s['scatter_dex'], 2)} dex); no errors to compare with")
-            out.add("nebula_ratio_scatter", s["scatter"], flag=flag, reason=reason)
-            if "flux_true" in neb.colnames:
-                t = comparison_stats(neb, ref="flux_true")
-                if "flux_before" in neb.colnames:
-                    tb = comparison_stats(neb, col="flux_before", ref="flux_true")
-                    out.add("nebula_ratio_vs_truth_before", tb["median"], unit="ours/true",
-                            reason=f"before anchoring, median flux ours / the demo's true flux "
-                                   f"in the mask {fmt(tb['median'], 4)} over {tb['n']} nebulae "
-                                   f"(scatter {fmt(tb['scatter'])})")
-                out.add("nebula_ratio_vs_truth", t["median"], unit="ours/true",
-                        reason=f"after anchoring, median flux ours / the demo's true flux in "
-                               f"the mask {fmt(t['median'], 4)} over {t['n']} nebulae (scatter "
-                               f"{fmt(t['scatter'])})")
-            if "flux_before" in neb.colnames:
-                b = comparison_stats(neb, col="flux_before")
-                out.add("nebula_ratio_before", b["median"], unit="ours/MUSE",
-                        reason=f"median ratio before anchoring {fmt(b['median'])}, scatter "
-                               f"{fmt(b['scatter'])}: what the anchoring changed")
+        _nebula_rows(fitsio.read_table(path), truth, out)
 
 
+def _anchor_rows(meta, truth, out):
+    """The fit MUSE = offset + slope x ours: slope (against the truth on the demo), offset, bins."""
+    slope, slope_err = as_float(meta.get("slope")), as_float(meta.get("slope_err"))
+    offset, offset_err = as_float(meta.get("offset")), as_float(meta.get("offset_err"))
+    n_bins = as_float(meta.get("n_bins"))
+    n_bins, n_pix = (int(n_bins) if np.isfinite(n_bins) else 0), meta.get("n_pixels", "?")
+    out.add("anchor_slope", slope, error=slope_err,
+            flag="pass" if abs(slope - 1) <= limits.ANCHOR_SLOPE_TOL else "warn",
+            reason=f"MUSE = offset + slope x ours: slope {slope:.3f} +- {fmt(slope_err, 2)}; "
+                   f"warn if it differs from 1 by more than {limits.ANCHOR_SLOPE_TOL:g} (the two "
+                   "flux scales disagree by that much)")
+    unit = str(meta.get("offset_unit", meta.get("unit", "")))
+    out.add("anchor_offset", offset, error=offset_err, unit=unit,
+            reason=f"offset {offset:.3g} +- {fmt(offset_err, 2)} {unit} per MUSE pixel "
+                   "(a difference in sky subtraction)")
+    out.add("anchor_bins", n_bins, unit="bins",
+            flag="pass" if n_bins >= limits.ANCHOR_MIN_BINS else "warn",
+            reason=f"the fit used {n_bins} bins of {n_pix} pixels; warn below "
+                   f"{limits.ANCHOR_MIN_BINS} bins (too few to see a slope)")
+    space = truth["space"] if truth is not None and "space" in truth.facts else {}
+    true_key = "anchor_slope" if "anchor_slope" in space else "muse_slope"
+    if true_key in space and np.isfinite(slope) and meta.get("mode", "hst") == "hst":
+        true = float(space[true_key])
+        out.add("anchor_slope_vs_truth", slope - true, error=slope_err,
+                reason=f"slope - the demo's right answer {true:.4f} (MUSE / the HST "
+                       f"image's line) = {slope - true:+.4f}")
+
+
+def _nebula_rows(neb, truth, out):
+    """How our nebula fluxes compare with MUSE's: the count, the median ratio, its scatter."""
+    s = comparison_stats(neb)
+    out.add("n_nebulae", s["n"], unit="nebulae", flag="pass" if s["n"] else "warn",
+            reason=f"{s['n']} of {len(neb)} nebulae have fluxes to compare with MUSE"
+                   + (f" (the demo has {truth['space']['n_nebulae']})"
+                      if truth is not None and "n_nebulae" in truth.facts.get("space", {})
+                      else ""))
+    if s["n"]:
+        med = s["median"]
+        out.add("nebula_ratio_median", med, unit="ours/MUSE",
+                flag="pass" if abs(med - 1) <= limits.NEBULA_BIAS_TOL else "warn",
+                reason=f"median flux ratio ours / MUSE {med:.3f} over {s['n']} nebulae "
+                       f"(16-84 %: {s['p16']:.3f}-{s['p84']:.3f}); warn if it differs "
+                       f"from 1 by more than {100 * limits.NEBULA_BIAS_TOL:g} %")
+        expected = s["expected_scatter"]
+        if np.isfinite(expected) and expected > 0:
+            flag = "pass" if s["scatter"] <= limits.NEBULA_SCATTER_FACTOR * expected else "warn"
+            reason = (f"scatter of the ratio (1.4826 MAD) {s['scatter']:.3f}, the flux "
+                      f"errors explain {expected:.3f}; warn above {limits.NEBULA_SCATTER_FACTOR:g} x that")
+        else:
+            flag = "info"
+            reason = (f"scatter of the ratio (1.4826 MAD) {s['scatter']:.3f} "
+                      f"({fmt(s['scatter_dex'], 2)} dex); no errors to compare with")
+        out.add("nebula_ratio_scatter", s["scatter"], flag=flag, reason=reason)
+        _nebula_before_and_truth_rows(neb, out)
+
+
+def _nebula_before_and_truth_rows(neb, out):
+    """The ratios before anchoring, and against the demo's truth where the table has it."""
+    if "flux_true" in neb.colnames:
+        t = comparison_stats(neb, ref="flux_true")
+        if "flux_before" in neb.colnames:
+            tb = comparison_stats(neb, col="flux_before", ref="flux_true")
+            out.add("nebula_ratio_vs_truth_before", tb["median"], unit="ours/true",
+                    reason=f"before anchoring, median flux ours / the demo's true flux "
+                           f"in the mask {fmt(tb['median'], 4)} over {tb['n']} nebulae "
+                           f"(scatter {fmt(tb['scatter'])})")
+        out.add("nebula_ratio_vs_truth", t["median"], unit="ours/true",
+                reason=f"after anchoring, median flux ours / the demo's true flux in "
+                       f"the mask {fmt(t['median'], 4)} over {t['n']} nebulae (scatter "
+                       f"{fmt(t['scatter'])})")
+    if "flux_before" in neb.colnames:
+        b = comparison_stats(neb, col="flux_before")
+        out.add("nebula_ratio_before", b["median"], unit="ours/MUSE",
+                reason=f"median ratio before anchoring {fmt(b['median'])}, scatter "
+                       f"{fmt(b['scatter'])}: what the anchoring changed")
 
 
 def nebula_comparison(ours, muse_map, labels, *, ours_err=None, muse_err=None,
