@@ -259,74 +259,26 @@ def line_maps(cube, *, redshift=None, window_kms=300.0, cont_kms=(1500.0, 3000.0
                "lie outside the line windows")
         raise ReduxError(msg)
     rest = _rest(cube)
-    if redshift is None:
-        found = fit_redshift(cube)
-        redshift = found["z"]
-        if np.isfinite(found["sigma_kms"]) and found["sigma_kms"] > window_kms / 2.5:
-            log.warning("the lines are broad (σ = %.0f km/s): ±%.0f km/s windows miss %.1f %% "
-                        "of each line; consider a larger window_kms", found["sigma_kms"],
-                        window_kms,
-                        100 * math.erfc(window_kms / found["sigma_kms"] / math.sqrt(2)))
-    z = float(redshift)
+    z = _redshift_of(cube, redshift, window_kms)
     centre, windows = _windows(rest, z, window_kms, cont_kms)
     _check_range(cube, z, centre, windows, cont_kms)
-
-    edges = cube.wave_edges
-    lo = np.searchsorted(edges, windows["cont_blue"][0], side="right") - 1
-    hi = np.searchsorted(edges, windows["cont_red"][1], side="left")
-    lo, hi = max(lo, 0), min(hi, cube.wave.size)
-    wave = cube.wave[lo:hi]
-    x = wave - centre["halpha"]
-    slab = cube.data[lo:hi].astype(np.float64)
-    vslab = None if cube.var is None else cube.var[lo:hi]
-
-    in_band = np.zeros(wave.size, bool)
-    for key in ("cont_blue", "cont_red"):
-        b = (wave >= windows[key][0]) & (wave <= windows[key][1])
-        in_band |= b
-    band = slab[in_band]
-    m, s0, xbar, sxx, slope, icpt = _line_fit_terms(band, x[in_band])
-    enough = np.ones(s0.shape, bool)
-    for key in ("cont_blue", "cont_red"):
-        b = (wave[in_band] >= windows[key][0]) & (wave[in_band] <= windows[key][1])
-        enough &= m[b].sum(axis=0) >= MIN_BAND_PIXELS
-    vband = None if vslab is None else np.where(m, vslab[in_band], 0.0)
-
-    def cont_var(x0):
-        """Variance of the fitted continuum at x0 (per spaxel)."""
-        if vband is None:
-            return None
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lj = m * (1.0 / s0 + (x0 - xbar) * (x[in_band][:, None, None] - xbar) / sxx)
-        return (lj**2 * vband).sum(axis=0)
-
+    fit = _ContinuumFit(cube, windows, centre["halpha"])
     header = _celestial_header(cube.wcs, str(FLUX_UNIT))
     header["REDSHIFT"] = (z, "redshift of the line windows")
     maps = {}
     for key in ("halpha", "nii_6583", "nii_6548"):
-        ov = _overlap(edges[lo:hi + 1], *windows[key])
-        use = ov > 0
-        w = ov[use]
-        total = w.sum()
-        xw = float((w * x[use]).sum() / total)
-        flux = np.tensordot(w, slab[use], axes=1) - total * (icpt + slope * xw)
-        flux[~enough] = np.nan
-        err = None
-        if vslab is not None:
-            var = np.tensordot(w**2, vslab[use], axes=1) + total**2 * cont_var(xw)
-            err = np.sqrt(var)
-            err[~np.isfinite(flux)] = np.nan
+        flux, err = fit.line_flux(*windows[key])
         h = header.copy()
         h["LINE"] = (key, "line of this map")
         h["LAMOBS"] = (centre[key], "[Angstrom] observed centre of the line")
         h["WINLO"], h["WINHI"] = windows[key]
         maps[key] = Image(data=flux, error=err, wcs=cube.wcs, unit=str(FLUX_UNIT),
                           path=cube.path, header=h)
-    cont = np.where(enough, icpt, np.nan)
+    cont = np.where(fit.enough, fit.icpt, np.nan)
     cerr = None
-    if vslab is not None:
-        cerr = np.sqrt(cont_var(0.0))
-        cerr[~enough] = np.nan
+    if fit.vslab is not None:
+        cerr = np.sqrt(fit.cont_var(0.0))
+        cerr[~fit.enough] = np.nan
     h = _celestial_header(cube.wcs, str(FLAMBDA_UNIT))
     h["REDSHIFT"] = (z, "redshift of the line windows")
     h["LAMOBS"] = (centre["halpha"], "[Angstrom] continuum evaluated at Halpha")
@@ -339,5 +291,70 @@ def line_maps(cube, *, redshift=None, window_kms=300.0, cont_kms=(1500.0, 3000.0
     return LineMaps(halpha=maps["halpha"], nii_6583=maps["nii_6583"],
                     nii_6548=maps["nii_6548"], continuum=continuum, redshift=z,
                     windows=windows)
+
+
+def _redshift_of(cube, redshift, window_kms) -> float:
+    """The redshift given, else the cube's own (`fit_redshift`), warning of broad lines."""
+    if redshift is not None:
+        return float(redshift)
+    found = fit_redshift(cube)
+    if np.isfinite(found["sigma_kms"]) and found["sigma_kms"] > window_kms / 2.5:
+        log.warning("the lines are broad (σ = %.0f km/s): ±%.0f km/s windows miss %.1f %% "
+                    "of each line; consider a larger window_kms", found["sigma_kms"],
+                    window_kms, 100 * math.erfc(window_kms / found["sigma_kms"] / math.sqrt(2)))
+    return float(found["z"])
+
+
+class _ContinuumFit:
+    """The straight-line continuum of every spaxel, fitted to the two continuum bands.
+
+    ``x`` is the wavelength from ``x0`` (Hα's observed centre); ``icpt + slope x`` the
+    continuum; ``enough`` where both bands have `MIN_BAND_PIXELS` finite pixels;
+    `cont_var` the variance of the fitted continuum at ``x``, `line_flux` a window's
+    line flux and its error.
+    """
+
+    def __init__(self, cube, windows, x0):
+        self.edges = cube.wave_edges
+        lo = np.searchsorted(self.edges, windows["cont_blue"][0], side="right") - 1
+        hi = np.searchsorted(self.edges, windows["cont_red"][1], side="left")
+        self.lo, self.hi = max(lo, 0), min(hi, cube.wave.size)
+        wave = cube.wave[self.lo:self.hi]
+        self.x = wave - x0
+        self.slab = cube.data[self.lo:self.hi].astype(np.float64)
+        self.vslab = None if cube.var is None else cube.var[self.lo:self.hi]
+        bands = [(wave >= windows[k][0]) & (wave <= windows[k][1]) for k in ("cont_blue", "cont_red")]
+        self.in_band = bands[0] | bands[1]
+        self.m, self.s0, self.xbar, self.sxx, self.slope, self.icpt = _line_fit_terms(
+            self.slab[self.in_band], self.x[self.in_band])
+        self.enough = np.ones(self.s0.shape, bool)
+        for b in bands:
+            self.enough &= self.m[b[self.in_band]].sum(axis=0) >= MIN_BAND_PIXELS
+        self.vband = None if self.vslab is None else np.where(self.m, self.vslab[self.in_band], 0.0)
+
+    def cont_var(self, x0):
+        """Variance of the fitted continuum at x0 (per spaxel)."""
+        if self.vband is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lj = self.m * (1.0 / self.s0 + (x0 - self.xbar)
+                           * (self.x[self.in_band][:, None, None] - self.xbar) / self.sxx)
+        return (lj**2 * self.vband).sum(axis=0)
+
+    def line_flux(self, w_lo, w_hi):
+        """(flux, error) of the line in the window (w_lo, w_hi) Å, continuum removed."""
+        ov = _overlap(self.edges[self.lo:self.hi + 1], w_lo, w_hi)
+        use = ov > 0
+        w = ov[use]
+        total = w.sum()
+        xw = float((w * self.x[use]).sum() / total)
+        flux = np.tensordot(w, self.slab[use], axes=1) - total * (self.icpt + self.slope * xw)
+        flux[~self.enough] = np.nan
+        err = None
+        if self.vslab is not None:
+            var = np.tensordot(w**2, self.vslab[use], axes=1) + total**2 * self.cont_var(xw)
+            err = np.sqrt(var)
+            err[~np.isfinite(flux)] = np.nan
+        return flux, err
 
 
