@@ -195,36 +195,9 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
         log.info("%d flat(s) saturated: not used for the gain", len(flats) - len(keep))
     signal = {k: np.array([_clipped(flats[k][t], sigma)[0] for t in boxes]) - level
               for k in keep}
-    pairs = []
-    for grp in dict.fromkeys(groups[k] for k in keep):
-        members = [k for k in keep if groups[k] == grp]
-        cand = []
-        for i, j in combinations(members, 2):
-            si, sj = np.median(signal[i]), np.median(signal[j])
-            if si > 0 and sj > 0 and abs(si / sj - 1) <= level_tolerance:
-                cand.append((abs(si / sj - 1), i, j))
-        pairs += [(i, j) for _, i, j in sorted(cand)[:max_pairs]]
-    if not pairs:
-        why = ("every flat is saturated" if not keep else
-               "no two flats of one filter are within "
-               f"{100 * level_tolerance:.0f} % of each other's level above bias")
-        _refuse(why)
-
-    gains = np.full((len(pairs), nt), np.nan)
-    variance = np.full((len(pairs), nt), np.nan)
-    for p, (i, j) in enumerate(pairs):
-        for t, box in enumerate(boxes):
-            r = signal[i][t] / signal[j][t]
-            f1 = flats[i][box] - level[t]
-            d = f1 - r * (flats[j][box] - level[t])
-            # the signal over the very pixels whose variance is measured: a clipped mean
-            # would leave out dead columns whose (tiny) variance is in σ²(d)
-            kept = ~sigma_clip(d, sigma=sigma, maxiters=5).mask
-            v, s1 = float(np.var(d[kept])), float(np.mean(f1[kept]))
-            variance[p, t] = v / (1 + r)
-            excess = v - (1 + r ** 2) * var_b[t]
-            if excess > 0:
-                gains[p, t] = s1 * (1 + r) / excess
+    pairs = _flat_pairs(keep, groups, signal, level_tolerance=level_tolerance,
+                        max_pairs=max_pairs)
+    gains, variance = _pair_gains(flats, pairs, boxes, signal, level, var_b, sigma=sigma)
     tile_gain = np.nanmean(gains, axis=0)
     ok = np.isfinite(tile_gain)
     if ok.sum() < max(2, nt // 2):
@@ -248,6 +221,45 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
     return GainMeasurement(gain=g, gain_err=g_err, read_noise=rn, read_noise_err=rn_err,
                            bias_variance=float(np.median(var_b)), n_bias=len(biases),
                            n_flat=len(keep), n_pairs=len(pairs), pairs=table)
+
+
+def _flat_pairs(keep, groups, signal, *, level_tolerance, max_pairs):
+    """Pairs (i, j) of usable flats of one group whose levels agree, closest first."""
+    pairs = []
+    for grp in dict.fromkeys(groups[k] for k in keep):
+        members = [k for k in keep if groups[k] == grp]
+        cand = []
+        for i, j in combinations(members, 2):
+            si, sj = np.median(signal[i]), np.median(signal[j])
+            if si > 0 and sj > 0 and abs(si / sj - 1) <= level_tolerance:
+                cand.append((abs(si / sj - 1), i, j))
+        pairs += [(i, j) for _, i, j in sorted(cand)[:max_pairs]]
+    if not pairs:
+        why = ("every flat is saturated" if not keep else
+               "no two flats of one filter are within "
+               f"{100 * level_tolerance:.0f} % of each other's level above bias")
+        _refuse(why)
+    return pairs
+
+
+def _pair_gains(flats, pairs, boxes, signal, level, var_b, *, sigma):
+    """(gain, variance) per pair and tile: S (1 + r) / (σ²(F1 - r F2) - (1 + r²) σ²_bias)."""
+    gains = np.full((len(pairs), len(boxes)), np.nan)
+    variance = np.full((len(pairs), len(boxes)), np.nan)
+    for p, (i, j) in enumerate(pairs):
+        for t, box in enumerate(boxes):
+            r = signal[i][t] / signal[j][t]
+            f1 = flats[i][box] - level[t]
+            d = f1 - r * (flats[j][box] - level[t])
+            # the signal over the very pixels whose variance is measured: a clipped mean
+            # would leave out dead columns whose (tiny) variance is in σ²(d)
+            kept = ~sigma_clip(d, sigma=sigma, maxiters=5).mask
+            v, s1 = float(np.var(d[kept])), float(np.mean(f1[kept]))
+            variance[p, t] = v / (1 + r)
+            excess = v - (1 + r ** 2) * var_b[t]
+            if excess > 0:
+                gains[p, t] = s1 * (1 + r) / excess
+    return gains, variance
 
 
 def _image_area(frame, sections):
