@@ -215,7 +215,6 @@ def _write_hst(root, night, rng, *, ground_arcsec):
 
 def _write_muse(root, night, rng, *, ground_arcsec):
     """The MUSE-like Halpha map, its nebula mask and catalogue, and their truth."""
-    gauss = night.gauss
     # --- the MUSE-like map ---------------------------------------------------------------
     n_muse = _field(night, MUSE_PIXEL, ground_arcsec) - 6     # a slightly smaller field
     mshape = (n_muse, n_muse)
@@ -239,6 +238,26 @@ def _write_muse(root, night, rng, *, ground_arcsec):
     ht.update(muse_wcs.to_header())
     fits.PrimaryHDU(true_m.astype(np.float32), ht).writeto(
         root / "truth" / "halpha_true_muse.fits")
+    n_nebulae, sky_pixel, sky_spaxel = _write_nebulae(root, night, muse_wcs, muse, true_m,
+                                                      ground_arcsec=ground_arcsec)
+    return {"muse_pixel_arcsec": MUSE_PIXEL, "muse_fwhm_arcsec": MUSE_FWHM,
+            "muse_slope": MUSE_SLOPE, "muse_offset": MUSE_OFFSET,
+            "muse_offset_per_arcsec2": MUSE_OFFSET / MUSE_PIXEL ** 2,
+            "muse_noise": MUSE_NOISE,
+            "hst_nii_share": HST_NII_SHARE, "hst_width_true_A": HST_WIDTH_TRUE_A,
+            "hst_sky_rate": HST_SKY_RATE, "hst_line_scale": HST_LINE_SCALE,
+            "hst_sky_line_per_pixel": sky_pixel,
+            # the anchoring fit's right answer: MUSE = offset + slope x HST line
+            "anchor_slope": MUSE_SLOPE / HST_LINE_SCALE,
+            "anchor_offset": MUSE_OFFSET - MUSE_SLOPE / HST_LINE_SCALE * sky_spaxel,
+            "muse_shape": list(mshape), "n_nebulae": n_nebulae}
+
+
+def _write_nebulae(root, night, muse_wcs, muse, true_m, *, ground_arcsec):
+    """The MUSE nebula mask and catalogue, and their truth; (n nebulae, the HST sky left in
+    as a line flux per HST pixel and per MUSE spaxel)."""
+    gauss = night.gauss
+    mshape = muse.shape
     # nebula mask: each spaxel goes to the region that gives it most light, where that
     # light is above 3 sigma of the map's noise
     x, y = muse_wcs.world_to_pixel_values(night.hii["ra"], night.hii["dec"])
@@ -282,14 +301,4 @@ def _write_muse(root, night, rng, *, ground_arcsec):
                            "summed over the region's mask; flux_hst_expected: what the "
                            "HST line image (handbook width, two continua) gives there"}).write(
         root / "truth" / "nebulae_truth.ecsv")
-    return {"muse_pixel_arcsec": MUSE_PIXEL, "muse_fwhm_arcsec": MUSE_FWHM,
-            "muse_slope": MUSE_SLOPE, "muse_offset": MUSE_OFFSET,
-            "muse_offset_per_arcsec2": MUSE_OFFSET / MUSE_PIXEL ** 2,
-            "muse_noise": MUSE_NOISE,
-            "hst_nii_share": HST_NII_SHARE, "hst_width_true_A": HST_WIDTH_TRUE_A,
-            "hst_sky_rate": HST_SKY_RATE, "hst_line_scale": HST_LINE_SCALE,
-            "hst_sky_line_per_pixel": sky_pixel,
-            # the anchoring fit's right answer: MUSE = offset + slope x HST line
-            "anchor_slope": MUSE_SLOPE / HST_LINE_SCALE,
-            "anchor_offset": MUSE_OFFSET - MUSE_SLOPE / HST_LINE_SCALE * sky_spaxel,
-            "muse_shape": list(mshape), "n_nebulae": int(keep.sum())}
+    return int(keep.sum()), sky_pixel, sky_spaxel
