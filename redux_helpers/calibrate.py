@@ -250,7 +250,29 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
         msg = ("frame has no exposure time (EXPTIME/EXPOSURE/ITIME); add it with "
                "header_overrides in the manifest")
         raise FrameError(msg)
-    raw = np.asarray(raw, dtype=np.float32)
+    adu, raw_trim = _minus_bias(np.asarray(raw, dtype=np.float32), header, masters)
+    electrons = adu * np.float32(gain)
+    var = np.clip(electrons, 0, None) + np.float32(read_noise) ** 2
+    if masters.bias_unc is not None:  # the superbias's own noise (NaN: none known)
+        var += np.nan_to_num(masters.bias_unc * gain) ** 2
+    if masters.dark is not None:
+        electrons = electrons - masters.dark * np.float32(t)
+        if masters.dark_unc is not None:
+            var += np.nan_to_num(masters.dark_unc * t) ** 2
+    mask = masks.flag(np.zeros(electrons.shape, np.uint16), raw_trim >= saturate, "SATURATED")
+    data, var, mask = _flat_fielded(electrons, var, mask, masters, min_flat=min_flat)
+    if crmask is not None:
+        mask = masks.flag(mask, crmask, "COSMIC")
+    mask = _with_bad_columns(mask, bad_columns)
+    unc = np.sqrt(var)
+    factor = _rate_factor(t, per_second=per_second, extinction=extinction, airmass=airmass)
+    if factor != 1.0:
+        data, unc = data * np.float32(factor), unc * np.float32(factor)
+    return data.astype(np.float32), unc.astype(np.float32), mask
+
+
+def _minus_bias(raw, header, masters):
+    """(ADU minus overscan and superbias on the trimmed grid, the raw trimmed frame)."""
     sec = headers.sections(header)
     if sec:
         adu = subtract_overscan_and_trim(raw, *sec)
@@ -263,34 +285,30 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
                    f"is {adu.shape[1]}x{adu.shape[0]} after trimming: binning or TRIMSEC differ")
             raise FrameError(msg)
         adu = adu - masters.bias
-    electrons = adu * np.float32(gain)
-    var = np.clip(electrons, 0, None) + np.float32(read_noise) ** 2
-    # a master made from one frame has no measured scatter (NaN): it adds nothing known
-    if masters.bias_unc is not None:
-        var += np.nan_to_num(masters.bias_unc * gain) ** 2
-    if masters.dark is not None:
-        electrons = electrons - masters.dark * np.float32(t)
-        if masters.dark_unc is not None:
-            var += np.nan_to_num(masters.dark_unc * t) ** 2
-    mask = np.zeros(electrons.shape, np.uint16)
-    mask = masks.flag(mask, raw_trim >= saturate, "SATURATED")
-    if masters.flat is not None:
-        flat = masters.flat
-        low = ~(flat > min_flat)
-        if masters.flat_mask is not None:
-            low |= np.asarray(masters.flat_mask, bool)
-        safe = np.where(low, 1.0, flat).astype(np.float32)
-        data = electrons / safe
-        var = var / safe ** 2
-        if masters.flat_unc is not None:
-            var += np.nan_to_num(data * masters.flat_unc / safe) ** 2
-        data[low] = np.nan
-        var[low] = np.nan
-        mask = masks.flag(mask, low, "LOWFLAT")
-    else:
-        data = electrons
-    if crmask is not None:
-        mask = masks.flag(mask, crmask, "COSMIC")
+    return adu, raw_trim
+
+
+def _flat_fielded(electrons, var, mask, masters, *, min_flat):
+    """Divide by the superflat, its noise added; pixels of a flat at or below ``min_flat``
+    (or flagged in it) are NaN and ``LOWFLAT``."""
+    if masters.flat is None:
+        return electrons, var, mask
+    flat = masters.flat
+    low = ~(flat > min_flat)
+    if masters.flat_mask is not None:
+        low |= np.asarray(masters.flat_mask, bool)
+    safe = np.where(low, 1.0, flat).astype(np.float32)
+    data = electrons / safe
+    var = var / safe ** 2
+    if masters.flat_unc is not None:
+        var += np.nan_to_num(data * masters.flat_unc / safe) ** 2
+    data[low] = np.nan
+    var[low] = np.nan
+    return data, var, masks.flag(mask, low, "LOWFLAT")
+
+
+def _with_bad_columns(mask, bad_columns):
+    """``BADCOL`` on the manifest's bad columns (1-based, on the trimmed image)."""
     off = [c for c in bad_columns or () if not 1 <= c <= mask.shape[1]]
     if off:
         msg = (f"bad_columns {off} are off the chip ({mask.shape[1]} columns after trimming): "
@@ -299,16 +317,16 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
     cols = [c - 1 for c in bad_columns or ()]
     if cols:
         mask[:, cols] |= np.uint16(masks.bit("BADCOL"))
-    unc = np.sqrt(var)
-    factor = 1.0
-    if per_second:
-        factor /= t
+    return mask
+
+
+def _rate_factor(t, *, per_second, extinction, airmass):
+    """1/t when ``per_second``, times 10**(0.4 k X) when an extinction k is given."""
+    factor = 1.0 / t if per_second else 1.0
     if extinction is not None:
         if airmass is None or not np.isfinite(airmass):
             msg = ("extinction correction asked for, but the frame has no airmass (AIRMASS/"
                    "SECZ); add it with header_overrides or turn the correction off")
             raise FrameError(msg)
         factor *= 10 ** (0.4 * extinction * airmass)
-    if factor != 1.0:
-        data, unc = data * np.float32(factor), unc * np.float32(factor)
-    return data.astype(np.float32), unc.astype(np.float32), mask
+    return factor
