@@ -310,16 +310,9 @@ class _Run:
 
 def _run_step(run, step, kernel):
     """One step of `_run_steps`: its fingerprint, its notebook run in ``kernel``, its record."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    chain, fps, root, folder, on_step = run.chain, run.fps, run.root, run.folder, run.on_step
-    before = chain[chain.index(step) - 1] if chain.index(step) else None
-    upstream = fps.get(before) or ((fingerprint.read_record(root, before) or {})
-                                   .get("fingerprint") if before else "")
-    fps[step] = fingerprint.step_fingerprint(
-        step, notebook=folder / f"{step}.ipynb", params=run.per_step[step],
-        target=run.target_fp, upstream=upstream)
+    root, on_step = run.root, run.on_step
+    fps = run.fps
+    fps[step] = _step_fingerprint(run, step)
     out = run.outdir / f"{step}.ipynb"
     if run.skip_current and fingerprint.is_current(root, step, fps[step]):
         if on_step:
@@ -330,9 +323,45 @@ def _run_step(run, step, kernel):
     if on_step:
         on_step(step, "start", 0.0)
     tmp = run.outdir / f".{step}.running.ipynb"
+    t0 = time.perf_counter()
+    _execute(run, step, kernel, tmp=tmp, out=out)
+    try:
+        os.replace(tmp, out)
+        if run.html:
+            notebook_html.write_html(out)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _no_space(root, step) from None
+        raise
+    dt = time.perf_counter() - t0
+    fingerprint.write_record(root, step, fingerprint=fps[step], seconds=dt)
+    if on_step:
+        on_step(step, "done", dt)
+        for line in step_notes(root, step):
+            on_step(step, "note", line)
+    return StepResult(step, dt, out)
+
+
+def _step_fingerprint(run, step):
+    """The step's fingerprint: its notebook, parameters, target and the step before's."""
+    chain, root = run.chain, run.root
+    before = chain[chain.index(step) - 1] if chain.index(step) else None
+    upstream = run.fps.get(before) or ((fingerprint.read_record(root, before) or {})
+                                       .get("fingerprint") if before else "")
+    return fingerprint.step_fingerprint(
+        step, notebook=run.folder / f"{step}.ipynb", params=run.per_step[step],
+        target=run.target_fp, upstream=upstream)
+
+
+def _execute(run, step, kernel, *, tmp, out):
+    """Run the step's notebook into ``tmp``; a failure becomes one `ReduxError` saying why
+    (the failed notebook kept as ``out``)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    root, folder, fps = run.root, run.folder, run.fps
     values = {"target": run.target_name, "manifest": str(run.manifest),
               "products": str(run.products), **run.per_step[step]}
-    t0 = time.perf_counter()
     try:
         # a clean namespace, and the fingerprint `provenance.stamp` writes in headers
         kernel.fresh({FINGERPRINT_ENV: f"{step}:{fps[step]}"})
@@ -364,21 +393,6 @@ def _run_step(run, step, kernel):
         _keep(tmp, out)
         msg = f"{step} could not be run: {type(exc).__name__}: {exc}"
         raise ReduxError(msg) from None
-    try:
-        os.replace(tmp, out)
-        if run.html:
-            notebook_html.write_html(out)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise _no_space(root, step) from None
-        raise
-    dt = time.perf_counter() - t0
-    fingerprint.write_record(root, step, fingerprint=fps[step], seconds=dt)
-    if on_step:
-        on_step(step, "done", dt)
-        for line in step_notes(root, step):
-            on_step(step, "note", line)
-    return StepResult(step, dt, out)
 
 
 class _Kernel:
