@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from . import __version__, products
-from .fitsio import atomic_path
+from .fitsio import write_text
 
 RECORD_DIR = ".redux"
 
@@ -144,8 +144,7 @@ def write_record(root: Path, step: str, *, fingerprint: str, seconds: float):
     rec = {"step": step, "fingerprint": fingerprint, "seconds": round(seconds, 2),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "products": _products(root, step)}
     path = record_path(root, step)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(rec, indent=1))
+    write_text(path, json.dumps(rec, indent=1))
 
 
 def is_current(root: Path, step: str, fingerprint: str) -> bool:

@@ -200,7 +200,7 @@ def write_text(path, text) -> Path:
     """Write a text file (a DS9 region file, a note) whole: a temporary file, then renamed."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .fitsio import atomic_path
+from .fitsio import write_text
 
 #: The MathJax configuration nbconvert's own default asks for, from the local copy.
 MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
@@ -54,6 +54,5 @@ def write_html(notebook) -> Path:
     exporter = HTMLExporter(mathjax_url=MATHJAX_URL)
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     out = notebook.with_suffix(".html")
-    with atomic_path(out) as tmp:
-        tmp.write_text(body, encoding="utf-8")
+    write_text(out, body)
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from . import __version__
-from .fitsio import atomic_path
+from .fitsio import write_text
 from .products import PRODUCTS
 from .products import path as product_path
 from .qa import FLAGS, flags_summary
@@ -245,8 +245,7 @@ def write_report(path, *, target_name, qa_table, figures=(), charts=(), notebook
         _notebooks_html(notebooks, path.parent, running),
         "</body></html>",
     ])
-    with atomic_path(path) as tmp:
-        tmp.write_text(body, encoding="utf-8")
+    write_text(path, body)
     log.info("wrote %s (%d metrics, worst flag %s)", path, summary["n"], summary["worst"])
     return path
 
@@ -299,6 +298,5 @@ def write_index(products, summaries=()) -> Path:
         "<th>flags</th><th>report</th></tr></thead><tbody>",
         *rows, "</tbody></table></body></html>"])
     path = products / "index.html"
-    with atomic_path(path) as tmp:
-        tmp.write_text(body, encoding="utf-8")
+    write_text(path, body)
     return path
