@@ -88,7 +88,11 @@ def test_source_mask_covers_stars_and_grows_by_dilate():
 
 def test_no_sources_gives_an_empty_mask():
     img = np.random.default_rng(2).normal(100.0, 1.0, (50, 50))
-    assert not background.source_mask(img, nsigma=6.0).any()
+    empty = background.source_mask(img, nsigma=6.0)
+    assert empty.shape == img.shape and empty.dtype == bool and not empty.any()
+    img[20:25, 30:35] += 50.0                  # the same noise with one source: it is found
+    found = background.source_mask(img, nsigma=6.0, dilate=2)
+    assert found[22, 32] and not found[5, 5] and 25 <= found.sum() <= 200  # smoothed, dilated
 
 
 def test_nan_region_is_filled_and_input_untouched(field):
