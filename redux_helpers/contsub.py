@@ -57,7 +57,7 @@ class FluxImage:
     """An image in e⁻/s (or counts/s) with its flux calibration and WCS."""
 
     data: np.ndarray
-    error: np.ndarray | None
+    uncertainty: np.ndarray | None
     wcs: WCS | None
     header: fits.Header
     path: Path
@@ -74,8 +74,8 @@ class FluxImage:
         return self.data * self.photflam
 
     @property
-    def flam_error(self) -> np.ndarray | None:
-        return None if self.error is None else self.error * self.photflam
+    def flam_uncertainty(self) -> np.ndarray | None:
+        return None if self.uncertainty is None else self.uncertainty * self.photflam
 
     @property
     def pixel_arcsec(self) -> float:
@@ -207,8 +207,8 @@ def measure_fwhm(line: FluxImage, continua=(), *, guess_px=2.0):
         When fewer than 3 clean isolated stars could be measured.
     """
     def err_of(im):
-        if im.error is not None:
-            return np.where(np.isfinite(im.error) & (im.error > 0), im.error, np.nan)
+        if im.uncertainty is not None:
+            return np.where(np.isfinite(im.uncertainty) & (im.uncertainty > 0), im.uncertainty, np.nan)
         d = im.data[np.isfinite(im.data)]
         return np.full(im.data.shape, 1.4826 * np.median(np.abs(d - np.median(d))))
 
@@ -231,7 +231,7 @@ class Continuum:
     """The continuum f_λ at the line's pivot, and how it was found."""
 
     flam: np.ndarray
-    error: np.ndarray | None
+    uncertainty: np.ndarray | None
     mode: str                    # 'one' or 'two'
     interp: str                  # 'flat', 'linear' or 'log'
     weights: tuple[float, ...]   # weight of each continuum image (in f or in ln f)
@@ -254,7 +254,7 @@ def continuum_at(pivot, continua: list[FluxImage], *, interp="log") -> Continuum
     """
     if len(continua) == 1:
         c = continua[0]
-        return Continuum(c.flam, c.flam_error, "one", "flat", (1.0,),
+        return Continuum(c.flam, c.flam_uncertainty, "one", "flat", (1.0,),
                          notes=[f"one continuum ({c.filter or c.path.name}, pivot "
                                 f"{c.photplam:.0f} Å) taken as flat in f_λ up to {pivot:.0f} Å"])
     if len(continua) != 2:
@@ -271,8 +271,8 @@ def continuum_at(pivot, continua: list[FluxImage], *, interp="log") -> Continuum
                "would be extrapolating; use one of them alone, or continua on either side")
         raise ReduxError(msg)
     f1, f2 = c1.flam, c2.flam
-    e1 = c1.flam_error if c1.flam_error is not None else np.zeros_like(f1)
-    e2 = c2.flam_error if c2.flam_error is not None else np.zeros_like(f2)
+    e1 = c1.flam_uncertainty if c1.flam_uncertainty is not None else np.zeros_like(f1)
+    e2 = c2.flam_uncertainty if c2.flam_uncertainty is not None else np.zeros_like(f2)
     w = (l2 - pivot) / (l2 - l1)
     lin = w * f1 + (1 - w) * f2
     lin_err = np.hypot(w * e1, (1 - w) * e2)
@@ -298,7 +298,7 @@ class LineImage:
     """A continuum-subtracted line image: flux per pixel (erg s⁻¹ cm⁻²) and its error."""
 
     flux: np.ndarray
-    error: np.ndarray
+    uncertainty: np.ndarray
     continuum: Continuum
     width_A: float
     pixel_area_arcsec2: float
@@ -355,7 +355,7 @@ def subtract(line: FluxImage, continua: list[FluxImage], *, width_A, interp="log
         msg = f"the line filter's width must be a positive number of Å, not {width_A!r}"
         raise ReduxError(msg)
     cont = continuum_at(line.photplam, continua, interp=interp)
-    flux, error = line_minus_continuum(line.flam, line.flam_error, cont.flam, cont.error,
+    flux, error = line_minus_continuum(line.flam, line.flam_uncertainty, cont.flam, cont.uncertainty,
                                        factor=width_A)
     area = line.pixel_arcsec ** 2 if line.wcs is not None else 1.0
     return LineImage(flux, error, cont, float(width_A), area)

@@ -67,7 +67,7 @@ EDGE_PAD = 6
 STAR_NEIGHBOUR_RATIO = 0.3   # a star's direct neighbours stand above this share of its core
 
 
-def detect_cosmics(data, *, error=None, bad=None, read_noise, backend="astroscrappy",
+def detect_cosmics(data, *, uncertainty=None, bad=None, read_noise, backend="astroscrappy",
                    contrast=5.0, cr_threshold=5.0, neighbor_threshold=2.5, maxiter=2,
                    saturate=None, saturated=None, margin=3, sepmed=True, star_guard=False):
     """Return a boolean mask of cosmic-ray pixels in a frame in electrons.
@@ -76,7 +76,7 @@ def detect_cosmics(data, *, error=None, bad=None, read_noise, backend="astroscra
     ----------
     data : array
         Bias- and dark-subtracted, flat-fielded frame in electrons (sky included).
-    error : array, optional
+    uncertainty : array, optional
         One-sigma uncertainty in electrons; from Poisson + read noise when not given.
     bad : bool array, optional
         Pixels to ignore (saturated, no flat): never flagged.
@@ -114,6 +114,7 @@ def detect_cosmics(data, *, error=None, bad=None, read_noise, backend="astroscra
     if backend == "lacosmic":
         import lacosmic
 
+        error = uncertainty
         if error is None:
             error = np.sqrt(np.clip(filled, 0, None) + read_noise ** 2)
         error = fill_nearest(error, bad | ~np.isfinite(error))
@@ -317,7 +318,7 @@ def detect_many(frames, *, workers=None, progress=None, **kwargs):
     """
     rn = kwargs.pop("read_noise")
     rns = list(rn) if np.ndim(rn) else [rn] * len(frames)
-    jobs = [(f[0], {**kwargs, "error": f[1], "bad": f[2], "read_noise": r,
+    jobs = [(f[0], {**kwargs, "uncertainty": f[1], "bad": f[2], "read_noise": r,
                     "saturated": f[3] if len(f) > 3 else None})
             for f, r in zip(frames, rns, strict=True)]
     if not workers:

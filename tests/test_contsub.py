@@ -79,7 +79,7 @@ def test_errors_propagate(tmp_path):
     w = (piv["F814W"] - 6563.0) / (piv["F814W"] - piv["F555W"])
     expect = 20.0 * np.sqrt((0.01 * 1e-17) ** 2 + (w * 0.01 * 2e-19) ** 2
                             + ((1 - w) * 0.01 * 1.5e-19) ** 2)
-    assert np.allclose(r.error, expect, rtol=1e-5)
+    assert np.allclose(r.uncertainty, expect, rtol=1e-5)
     # and a Monte Carlo of the log interpolation agrees with its analytic error
     rng = np.random.default_rng(0)
     f1, f2, e1, e2 = 1.0, 0.6, 0.02, 0.03
@@ -91,7 +91,7 @@ def test_errors_propagate(tmp_path):
     two = contsub.FluxImage(np.array([[f2]]), np.array([[e2]]), None, fits.Header(),
                             tmp_path / "b", "B", 1.0, 8000.0)
     c = contsub.continuum_at(6563.0, [one, two], interp="log")
-    assert c.error[0, 0] == pytest.approx(draws.std(), rel=0.02)
+    assert c.uncertainty[0, 0] == pytest.approx(draws.std(), rel=0.02)
 
 
 def test_zero_and_negative_pixels(tmp_path):

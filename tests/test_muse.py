@@ -138,12 +138,12 @@ def test_line_map_errors_match_the_scatter(cubes):
     got = muse.line_maps(noisy, redshift=0.05)
     for key in ("halpha", "nii_6583", "continuum"):
         a, b = getattr(got, key), getattr(ref, key)
-        pull = (a.data - b.data) / a.error
+        pull = (a.data - b.data) / a.uncertainty
         assert abs(np.mean(pull)) < 0.3, key
         assert 0.8 < np.std(pull) < 1.2, key
     # the error includes the continuum fit's: larger than the window pixels' alone
     n_pix = 2 * 300.0 / muse.C_KMS * 6562.8 * 1.05 / 1.25
-    assert np.all(got.halpha.error > 1.05 * np.sqrt(n_pix) * 1.25 * NOISE * 1e-20)
+    assert np.all(got.halpha.uncertainty > 1.05 * np.sqrt(n_pix) * 1.25 * NOISE * 1e-20)
 
 
 def test_redshift_estimated_from_the_summed_spectrum(cubes, caplog):
@@ -219,13 +219,13 @@ def write_map(path, *, wcs=True, bunit="10**(-20)*erg/s/cm**2", stat=None, err=N
 def test_read_image_units_and_errors(tmp_path):
     img = muse.read_image(write_map(tmp_path / "ha.fits", stat=9.0))
     np.testing.assert_allclose(img.data, 1e-20 * np.arange(20.0).reshape(4, 5))
-    np.testing.assert_allclose(img.error, 3e-20)  # sqrt of the variance
+    np.testing.assert_allclose(img.uncertainty, 3e-20)  # sqrt of the variance
     assert img.unit == "erg / (s cm2)"
     img = muse.read_image(write_map(tmp_path / "sb.fits", err=2.0,
                                     bunit="1e-17 erg/s/cm2/arcsec2"))
     # per arcsec² times 0.04 arcsec² per pixel
     np.testing.assert_allclose(img.data, 0.04e-17 * np.arange(20.0).reshape(4, 5))
-    np.testing.assert_allclose(img.error, 0.08e-17)
+    np.testing.assert_allclose(img.uncertainty, 0.08e-17)
     img = muse.read_image(write_map(tmp_path / "fl.fits", bunit="erg/s/cm2/A"))
     assert img.unit == str(muse.FLAMBDA_UNIT)  # 'A' taken for Angstrom, not ampere
 
@@ -289,7 +289,7 @@ def test_synthetic_band_flat_and_power_law(tmp_path):
     assert abs(img.data[0, 0] / expected - 1) < 0.2 * abs(plain / expected - 1)
     # the error of a mean of ~300 weighted pixels of sigma NOISE
     w = np.interp(pl.wave, filt_w, filt_t) * pl.wave  # ∫ T λ dλ of each pixel, roughly
-    assert img.error[0, 0] == pytest.approx(NOISE * 1e-20 * np.sqrt((w**2).sum()) / w.sum(),
+    assert img.uncertainty[0, 0] == pytest.approx(NOISE * 1e-20 * np.sqrt((w**2).sum()) / w.sum(),
                                             rel=0.01)
 
 
@@ -351,7 +351,7 @@ def test_nebulae_mask_catalogue_and_sums(tmp_path, caplog):
     image = np.arange(42.0).reshape(6, 7)
     image[4, 5] = np.nan
     err = np.full((6, 7), 2.0)
-    sums = muse.nebula_sums(image, labels, error=err)
+    sums = muse.nebula_sums(image, labels, uncertainty=err)
     assert list(sums["id"]) == [0, 2, 5]
     assert list(sums["npix"]) == [6, 1, 9]
     assert list(sums["n_bad"]) == [0, 0, 1]
@@ -423,7 +423,7 @@ def test_a478_redshift_and_halpha(a478):
     print(f"A478 brightest spaxel ({ix}, {iy}): Hα map {maps.halpha.data[iy, ix]:.4g}, "
           f"hand {hand:.4g} erg/s/cm2, ratio {ratio:.3f}")
     assert ratio == pytest.approx(1.0, abs=0.05)
-    assert maps.halpha.data[iy, ix] / maps.halpha.error[iy, ix] > 30
+    assert maps.halpha.data[iy, ix] / maps.halpha.uncertainty[iy, ix] > 30
 
     # the maps are linear in the data: their sums are the summed spectrum's lines
     default = muse.line_maps(cube, redshift=found["z"])
@@ -484,5 +484,5 @@ def test_a478_white_light_image_without_bunit(a478):
     assert np.isnan(img.data).sum() == int((dq != 0).sum())
     good = dq == 0
     np.testing.assert_allclose(img.data[good], 1e-20 * raw[good], rtol=1e-6)
-    np.testing.assert_allclose(img.error[good], 1e-20 * np.sqrt(stat[good]), rtol=1e-6)
+    np.testing.assert_allclose(img.uncertainty[good], 1e-20 * np.sqrt(stat[good]), rtol=1e-6)
     assert img.pixel_scale_arcsec == pytest.approx(0.2, rel=1e-6)

@@ -88,7 +88,7 @@ def check_radial_fit(info, *, pixel_noise, min_scale_lengths=MIN_SCALE_LENGTHS,
     r_out = float(np.max(info.radius[info.fitted]))
     h = scale_length(info)
     inner = float(info.model(r_in) - g)            # the galaxy's light at the first fitted ring
-    ring_err = float(np.median(info.error[info.fitted]))
+    ring_err = float(np.median(info.uncertainty[info.fitted]))
     if not inner > min_signal * ring_err:
         reasons.append(
             f"the galaxy has faded before the fit starts: its model at r = {r_in:.0f} px is "

@@ -160,7 +160,7 @@ class RadialProfile:
 
     radius: np.ndarray        # mean semi-major axis of each ring, pixels
     median: np.ndarray        # median of the usable pixels of each ring
-    error: np.ndarray         # uncertainty of each median (1.2533 sigma / sqrt(n))
+    uncertainty: np.ndarray   # of each median (1.2533 sigma / sqrt(n))
     npix: np.ndarray          # usable pixels in each ring
     fitted: np.ndarray        # True for the rings the fit used (rmin <= r <= rmax)
     model: object             # the fitted astropy model, A f(r) + G
@@ -283,7 +283,7 @@ def radial_sky(data, center, *, rmax, bad=None, rmin=0.0, axis_ratio=1.0, theta_
     g_err = (float(np.sqrt(cov[free.index("amplitude_1"), free.index("amplitude_1")]))
              if cov is not None else float("nan"))
     g_err *= np.sqrt(max(chi2, 1.0))             # a poor fit is less certain than its weights say
-    info = RadialProfile(radius=rad, median=med, error=err, npix=npix.astype(int),
+    info = RadialProfile(radius=rad, median=med, uncertainty=err, npix=npix.astype(int),
                          fitted=fitted, model=fit, offset=g, offset_error=g_err, chi2=chi2,
                          profile=profile, rmin=float(rmin), rmax=float(rmax))
     return g, info

@@ -155,7 +155,7 @@ def synthetic_band(cube, wave, throughput, *, min_coverage=0.8, chunk=256) -> tu
     log.info("%s: synthetic band, pivot %.0f Å, %.1f %% of the filter inside the cube; %d of "
              "%d spaxels", cube.path, header["PIVOTWL"], 100 * coverage, int(good.sum()),
              good.size)
-    return Image(data=data, error=error, wcs=cube.wcs, unit=str(FLAMBDA_UNIT), path=cube.path,
+    return Image(data=data, uncertainty=error, wcs=cube.wcs, unit=str(FLAMBDA_UNIT), path=cube.path,
                  header=header), coverage
 
 

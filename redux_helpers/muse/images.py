@@ -48,7 +48,7 @@ class Image:
     ----------
     data : `~numpy.ndarray`
         The image, float64 in ``unit`` (a nebula mask from `read_nebulae`: int64 labels).
-    error : `~numpy.ndarray` or None
+    uncertainty : `~numpy.ndarray` or None
         Its 1-sigma uncertainty in the same unit, or None.
     wcs : `~astropy.wcs.WCS`
         Celestial, 2-D.
@@ -61,7 +61,7 @@ class Image:
     """
 
     data: np.ndarray
-    error: np.ndarray | None
+    uncertainty: np.ndarray | None
     wcs: WCS
     unit: str
     path: Path | None

@@ -272,7 +272,7 @@ def line_maps(cube, *, redshift=None, window_kms=300.0, cont_kms=(1500.0, 3000.0
         h["LINE"] = (key, "line of this map")
         h["LAMOBS"] = (centre[key], "[Angstrom] observed centre of the line")
         h["WINLO"], h["WINHI"] = windows[key]
-        maps[key] = Image(data=flux, error=err, wcs=cube.wcs, unit=str(FLUX_UNIT),
+        maps[key] = Image(data=flux, uncertainty=err, wcs=cube.wcs, unit=str(FLUX_UNIT),
                           path=cube.path, header=h)
     cont = np.where(fit.enough, fit.icpt, np.nan)
     cerr = None
@@ -282,7 +282,7 @@ def line_maps(cube, *, redshift=None, window_kms=300.0, cont_kms=(1500.0, 3000.0
     h = _celestial_header(cube.wcs, str(FLAMBDA_UNIT))
     h["REDSHIFT"] = (z, "redshift of the line windows")
     h["LAMOBS"] = (centre["halpha"], "[Angstrom] continuum evaluated at Halpha")
-    continuum = Image(data=cont, error=cerr, wcs=cube.wcs, unit=str(FLAMBDA_UNIT),
+    continuum = Image(data=cont, uncertainty=cerr, wcs=cube.wcs, unit=str(FLAMBDA_UNIT),
                       path=cube.path, header=h)
     log.info("line maps at z = %.5f: Hα window %.1f-%.1f Å, continuum bands %.0f-%.0f and "
              "%.0f-%.0f Å; %d of %d spaxels measured", z, *windows["halpha"],

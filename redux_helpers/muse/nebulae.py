@@ -56,7 +56,7 @@ def read_nebulae(mask_path, catalog_path=None) -> tuple[Image, Table | None]:
     ids = np.unique(labels[labels >= 0])
     log.info("%s: %d nebulae, %d of %d pixels in a nebula", path, ids.size,
              int((labels >= 0).sum()), labels.size)
-    image = Image(data=labels, error=None, wcs=wcs, unit="", path=path, header=header)
+    image = Image(data=labels, uncertainty=None, wcs=wcs, unit="", path=path, header=header)
     if catalog_path is None:
         return image, None
     cpath = Path(catalog_path)
@@ -91,7 +91,7 @@ def read_nebulae(mask_path, catalog_path=None) -> tuple[Image, Table | None]:
     return image, table
 
 
-def nebula_sums(image_data, labels, *, error=None) -> Table:
+def nebula_sums(image_data, labels, *, uncertainty=None) -> Table:
     """Sum an image nebula by nebula.
 
     Parameters
@@ -101,7 +101,7 @@ def nebula_sums(image_data, labels, *, error=None) -> Table:
     labels : `~numpy.ndarray` or `Image`
         Nebula ids >= 0, background < 0 (from `read_nebulae`; a float mask straight
         from the file works too, NaN being background).
-    error : `~numpy.ndarray`, optional
+    uncertainty : `~numpy.ndarray`, optional
         1-sigma error of the image (taken from an `Image` when not given).
 
     Returns
@@ -115,7 +115,7 @@ def nebula_sums(image_data, labels, *, error=None) -> Table:
     unit = None
     if isinstance(image_data, Image):
         unit = image_data.unit or None
-        error = image_data.error if error is None else error
+        uncertainty = image_data.uncertainty if uncertainty is None else uncertainty
         image_data = image_data.data
     labels = labels.data if isinstance(labels, Image) else labels
     data = np.asarray(image_data, dtype=np.float64)
@@ -137,8 +137,8 @@ def nebula_sums(image_data, labels, *, error=None) -> Table:
     table = Table({"id": ids, "npix": npix, "flux": flux, "n_bad": nbad})
     if unit:
         table["flux"].unit = unit
-    if error is not None:
-        err = np.asarray(error, dtype=np.float64)
+    if uncertainty is not None:
+        err = np.asarray(uncertainty, dtype=np.float64)
         ok = fin & np.isfinite(err)
         table["flux_err"] = np.sqrt(ndimage.sum_labels(np.where(ok, err**2, 0.0), lab, ids))
         if unit:

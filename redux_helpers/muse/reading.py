@@ -219,7 +219,7 @@ def read_image(path, *, what="MUSE Halpha map", ext=None, bunit=None) -> Image:
     log.info("%s: %s, %d x %d px of %.3f\", BUNIT %r -> %s (x %.3g)%s", path, what,
              data.shape[1], data.shape[0], math.sqrt(area), header.get("BUNIT", bunit),
              unit, factor, "" if error is not None else ", no error extension")
-    return Image(data=data, error=error, wcs=wcs, unit=str(unit), path=path, header=header)
+    return Image(data=data, uncertainty=error, wcs=wcs, unit=str(unit), path=path, header=header)
 
 
 #: header keywords that give a MUSE map's or cube's resolution (PSF FWHM, arcsec): the

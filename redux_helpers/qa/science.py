@@ -294,7 +294,7 @@ def nebula_comparison(ours, muse_map, labels, *, ours_err=None, muse_err=None,
     for im in images.values():
         valid &= np.isfinite(im)
     blank = {k: np.where(valid, im, np.nan) for k, im in images.items()}
-    sums = {name: muse.nebula_sums(blank[name], labels, error=blank.get(f"{name}_err"))
+    sums = {name: muse.nebula_sums(blank[name], labels, uncertainty=blank.get(f"{name}_err"))
             for name in ("ours", "muse")}
     first = sums["ours"]
     tab = Table({"id": np.asarray(first["id"], int),
