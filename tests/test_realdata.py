@@ -180,3 +180,47 @@ def test_m92_photometry_positions_agree_with_an_independent_centroid(m92):
     assert np.median(errors) < 0.15 and np.max(errors) < 0.5, errors
     colour = np.asarray(cat["mag_B"] - cat["mag_V"])[good]
     assert np.percentile(colour, 75) - np.percentile(colour, 25) < 0.3
+
+
+@pytest.mark.notebooks
+def test_saao_single_frame_runs_to_photometry_and_matches_a_hand_reduction(realdata, tmp_path):
+    """The one raw SAAO frame (prescan on the left) from the repository manifest, 00-08.
+
+    By hand: each row less the median of its prescan (BIASSEC), the TRIMSEC area, times
+    GAIN = 1.9: 04's frame is that to float32 precision. 08's brightest isolated star: its
+    flux is the sky-subtracted sum in its aperture with each edge pixel counted by the part
+    of it inside (10 x 10 sub-pixels), within 0.5 % (whole pixels alone are 1.9 % off).
+    """
+    from astropy.stats import sigma_clipped_stats
+
+    from redux_helpers import fitsio
+    from redux_helpers.photometry import measure
+    from redux_helpers.runner import run_target
+    from tests.conftest import REPO
+
+    run_target("saao", manifest=REPO / "data_manifest.yaml", products=tmp_path, html=False,
+               only="00,01,02,03,04,05,06,07,08")
+    raw = fits.getdata(realdata / "saao_1m_single_raw" / "a8280271.fits").astype(float)
+    by_hand = (raw - np.median(raw[:, 3:13], axis=1)[:, None])[:, 16:528] * 1.9
+    ours = fitsio.read_product(tmp_path / "saao" / "04_calibrate" / "a8280271.fits")
+    assert ours.data.shape == by_hand.shape == (520, 512)
+    assert np.allclose(ours.data, by_hand, rtol=1e-5, atol=1e-3)
+    cat = fitsio.read_table(tmp_path / "saao" / "08_photometry" / "stars.ecsv")
+    stack = fitsio.read_product(tmp_path / "saao" / "07_stack" / "stack_48.fits")
+    ok = (cat["kind"] == "star") & ~cat["flagged"] & ~cat["crowded"] & (cat["snr_48"] > 100)
+    assert ok.sum() >= 2                         # a sparse field: two bright isolated stars
+    i = int(np.flatnonzero(ok)[np.argmax(np.asarray(cat["flux_48"])[ok])])
+    x0, y0 = float(cat["x"][i]), float(cat["y"][i])
+    yy, xx = np.indices(stack.data.shape)
+    d = np.hypot(xx - x0, yy - y0)
+    sub = (np.arange(10) + 0.5) / 10 - 0.5
+    r_ap = 5.25                                  # 1.5 x the stars' 3.5 px FWHM, as 08's aperture
+    near = d < r_ap + 1
+    frac = np.mean([np.hypot(xx[near] + dx - x0, yy[near] + dy - y0) <= r_ap
+                    for dx in sub for dy in sub], axis=0)
+    ring = (d >= 4 * 3.5) & (d <= 6 * 3.5) & (stack.mask == 0)
+    _, sky, _ = sigma_clipped_stats(stack.data[ring], sigma=3.0)
+    hand = float(np.sum(stack.data[near] * frac) - sky * frac.sum())
+    got = float(measure(stack.data, stack.uncertainty, stack.mask, [x0], [y0], r_aperture=r_ap,
+                        r_in=4 * 3.5, r_out=6 * 3.5)["flux"][0])
+    assert abs(hand / got - 1) < 0.005, (hand, got)
