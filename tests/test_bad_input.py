@@ -506,6 +506,17 @@ def test_a_normal_run_is_quiet_and_takes_over_a_dead_runs_lock(night):
 
 
 # ---- a batch whose worker is killed ---------------------------------------------------
+def _cmdline(proc):
+    """A process's command line; empty for one that is gone or a zombie (an earlier test's
+    child not yet reaped), which psutil refuses to read."""
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
 @pytest.mark.notebooks
 def test_a_killed_batch_worker_fails_its_target_and_takes_its_kernel_along(night):
     """kill -9 of the worker while its target's 00 runs: the summary reports that target
@@ -527,7 +538,7 @@ def test_a_killed_batch_worker_fails_its_target_and_takes_its_kernel_along(night
     while kernel is None:
         assert time.time() - t0 < 60 and thread.is_alive()
         kernel = next((p for p in psutil.Process().children(recursive=True)
-                       if "ipykernel" in " ".join(p.cmdline())), None)
+                       if "ipykernel" in " ".join(_cmdline(p))), None)
         time.sleep(0.1)
     worker = kernel.parent()
     worker.send_signal(signal.SIGKILL)
