@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .errors import ReduxError
 from .fitsio import write_text
 
 #: The MathJax configuration nbconvert's own default asks for, from the local copy.
@@ -45,14 +46,29 @@ def ensure_mathjax(folder) -> Path:
 
 
 def write_html(notebook) -> Path:
-    """Render an executed notebook to ``<notebook>.html`` beside it, written whole."""
+    """Render an executed notebook to ``<notebook>.html`` beside it, written whole.
+
+    A failure of the rendering itself (nbconvert's templates missing from a broken
+    install, the MathJax package absent) is a `ReduxError` that says the notebook ran and
+    how to go on; a full disk stays an `OSError` for the runner to name.
+    """
     import nbformat
-    from nbconvert import HTMLExporter
 
     notebook = Path(notebook)
-    ensure_mathjax(notebook.parent)
-    exporter = HTMLExporter(mathjax_url=MATHJAX_URL)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    try:
+        from nbconvert import HTMLExporter
+
+        ensure_mathjax(notebook.parent)
+        exporter = HTMLExporter(mathjax_url=MATHJAX_URL)
+        body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    except OSError:
+        raise
+    except Exception as exc:
+        raise ReduxError(
+            f"{notebook}: the notebook ran and is saved, but its HTML page could not be "
+            f"made ({type(exc).__name__}: {exc}); run again with --no-html, or repair "
+            "the install (pip install --force-reinstall nbconvert jupyter_server_mathjax)"
+        ) from None
     out = notebook.with_suffix(".html")
     write_text(out, body)
     return out

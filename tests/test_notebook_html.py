@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import nbformat
+import pytest
 
 from redux_helpers import notebook_html
+from redux_helpers.errors import ReduxError
 
 
 def test_page_loads_mathjax_from_its_own_folder(tmp_path):
@@ -34,3 +36,22 @@ def test_page_loads_mathjax_from_its_own_folder(tmp_path):
     notebook_html.write_html(path)
     assert local.stat().st_mtime_ns == stamp
     assert not list(page.parent.glob(".*tmp*"))
+
+
+def test_a_broken_nbconvert_is_one_message_naming_the_notebook(tmp_path, monkeypatch):
+    """nbconvert without its templates (seen in a venv over the system's packages) raised a
+    bare ValueError from the runner; now it is a ReduxError that says the notebook ran, and
+    no half page is left."""
+    import nbconvert
+
+    def broken(*args, **kwargs):
+        raise ValueError("No template sub-directory with name 'lab' found")
+
+    monkeypatch.setattr(nbconvert.HTMLExporter, "from_notebook_node", broken)
+    path = tmp_path / "03_cosmics.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), path)
+    with pytest.raises(ReduxError) as err:
+        notebook_html.write_html(path)
+    text = str(err.value)
+    assert str(path) in text and "--no-html" in text and "template sub-directory" in text
+    assert not path.with_suffix(".html").exists()
