@@ -63,8 +63,9 @@ def trimmed_header(header):
     """A copy of a raw header that fits the trimmed image of a product.
 
     The overscan keywords no longer apply (``BIASSEC``/``TRIMSEC``/``DATASEC``), nor
-    does integer scaling (``BZERO``/``BSCALE``); a WCS reference pixel moves with the
-    trim (a prescan on the left shifts ``CRPIX1``).
+    does integer scaling (``BZERO``/``BSCALE``) or a pedestal (``PEDESTAL``, added when
+    the frame was read); a WCS reference pixel moves with the trim (a prescan on the
+    left shifts ``CRPIX1``).
     """
     h = fits.Header(header, copy=True)
     sec = headers.sections(h)
@@ -74,7 +75,7 @@ def trimmed_header(header):
             h["CRPIX1"] = h["CRPIX1"] - tx.start
         if "CRPIX2" in h:
             h["CRPIX2"] = h["CRPIX2"] - ty.start
-    for key in ("BIASSEC", "TRIMSEC", "DATASEC", "BZERO", "BSCALE", "BLANK"):
+    for key in ("BIASSEC", "TRIMSEC", "DATASEC", "BZERO", "BSCALE", "BLANK", "PEDESTAL"):
         h.remove(key, ignore_missing=True)
     return h
 
@@ -145,6 +146,7 @@ class FrameReader:
             self.shape = (ty.stop - ty.start, tx.stop - tx.start)
         else:
             self.shape = self.raw_shape
+        self.pedestal = headers.pedestal(self.header)
         self.bias, self.gain, self.dark, self.scale = bias, gain, dark, float(scale)
         if dark is not None and gain is None:
             msg = "a dark (e-/s) can only be subtracted from a frame in electrons: give gain"
@@ -174,10 +176,11 @@ class FrameReader:
         """Raw ADU of trimmed rows y0:y1, all columns (overscan included)."""
         off = self.sections[1][0].start if self.sections else 0
         try:
-            return np.asarray(self.hdu.section[off + y0: off + y1, :], dtype=np.float32)
+            raw = np.asarray(self.hdu.section[off + y0: off + y1, :], dtype=np.float32)
         except (TypeError, ValueError, OSError) as exc:
             msg = f"{self.path}: rows {y0}-{y1} can't be read ({exc}); the file may be damaged"
             raise FrameError(msg) from None
+        return raw + np.float32(self.pedestal) if self.pedestal else raw
 
     def band(self, y0, y1):
         """The calibrated band of trimmed rows y0:y1 (see the class description)."""
@@ -269,6 +272,68 @@ def calibrate_frame(raw, header, masters: Masters, *, gain, read_noise, saturate
     if factor != 1.0:
         data, unc = data * np.float32(factor), unc * np.float32(factor)
     return data.astype(np.float32), unc.astype(np.float32), mask
+
+
+def noise_check(data, uncertainty, mask=None, *, read_noise=None):
+    """Does the frame scatter as its uncertainty plane says?
+
+    The difference of two horizontally adjacent pixels has the sum of their variances,
+    whatever the sky or the light under them: divided by the square root of that sum it
+    has a standard deviation of 1 when gain and read noise are right. Its robust
+    standard deviation (MAD) over every second row is ``ratio``; stars, hits and hot
+    pixels are too few to move it, and row-to-row banding cancels in a difference along
+    the row. A wrong gain, a read noise taken from another camera, or an offset left
+    in the data (a bias level counted as signal) moves it away from 1.
+
+    Returns
+    -------
+    dict
+        ``ratio`` (measured / predicted scatter), ``predicted`` (median uncertainty of
+        the pixels used), ``n_pixels``; with ``read_noise`` (e-, as used) also
+        ``read_noise_fit``: the read noise that would make the ratio 1 if the gain is
+        right (NaN when no read noise can: the scatter is below the Poisson noise, so the
+        gain or the level is wrong).
+    """
+    data = np.asarray(data, np.float32)[::2]
+    unc = np.asarray(uncertainty, np.float32)[::2]
+    ok = np.isfinite(data) & np.isfinite(unc) & (unc > 0)
+    if mask is not None:
+        ok &= np.asarray(mask)[::2] == 0
+    pair = ok[:, 1:] & ok[:, :-1]
+    diff = (data[:, 1:] - data[:, :-1])[pair]
+    var = (unc[:, 1:] ** 2 + unc[:, :-1] ** 2)[pair]
+    if diff.size < 100:
+        return {"ratio": float("nan"), "predicted": float("nan"), "n_pixels": int(diff.size),
+                "read_noise_fit": float("nan")}
+    ratio = float(1.482602218505602 * np.median(np.abs(diff / np.sqrt(var))))
+    predicted = float(np.sqrt(np.median(var) / 2))
+    out = {"ratio": ratio, "predicted": predicted, "n_pixels": int(diff.size)}
+    if read_noise is not None:
+        rn2 = read_noise ** 2 + (ratio ** 2 - 1) * predicted ** 2
+        out["read_noise_fit"] = float(np.sqrt(rn2)) if rn2 > 0 else float("nan")
+    return out
+
+
+def noise_advice(check, row, place, tolerance) -> str:
+    """The message for a frame whose scatter is not what its gain and read noise say.
+
+    ``check`` is `noise_check`'s result, ``row`` the frame's inventory row (``gain``,
+    ``read_noise`` and where each came from), ``place`` where a manifest line goes.
+    """
+    gain, rn = float(row["gain"]), float(row["read_noise"])
+    msg = (f"{row['file']}: neighbouring pixels scatter {check['ratio']:.2f} x the noise that "
+           f"gain {gain:g} e-/ADU (from {row['gain_key']}) and read noise {rn:g} e- (from "
+           f"{row['read_noise_key']}) predict ({check['predicted']:.1f} e-): every cosmic-ray "
+           "threshold and signal-to-noise after this would be off by that factor. ")
+    fit = check.get("read_noise_fit", float("nan"))
+    if check["ratio"] > 1 and np.isfinite(fit):
+        msg += (f"If the gain is right, the read noise that fits is {fit:.1f} e-: add "
+                f"`read_noise: {fit:.1f}` {place}, or the camera's measured gain and read noise")
+    else:
+        msg += ("The frame is quieter than the light in it allows: the gain is too high, or a "
+                "level is counted as light (a bias with no bias frames or overscan to remove "
+                f"it); give the camera's `gain:` {place}, or add its bias frames")
+    return msg + f"; to go on anyway, run with -p noise_tolerance=<more than {tolerance:g}>"
 
 
 def _minus_bias(raw, header, masters):

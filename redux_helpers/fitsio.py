@@ -24,7 +24,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning
 
-from . import masks
+from . import headers, masks
 from .errors import FrameError
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,8 @@ def read_frame(path, overrides: dict | None = None, dtype=np.float32, *, whole=F
     Returns
     -------
     data : `~numpy.ndarray`
-        The image, scaled by ``BZERO``/``BSCALE``, as ``dtype``.
+        The image, scaled by ``BZERO``/``BSCALE`` and with a ``PEDESTAL`` added (see
+        `headers.pedestal`), as ``dtype``.
     header : `~astropy.io.fits.Header`
         Its header with keyword overrides applied.
     """
@@ -176,7 +177,11 @@ def read_frame(path, overrides: dict | None = None, dtype=np.float32, *, whole=F
         except (TypeError, ValueError, OSError) as exc:
             msg = f"{path}: its image can't be read ({exc}); {ADVICE}"
             raise FrameError(msg) from None
-        return data, apply_overrides(hdu.header, overrides)
+        header = apply_overrides(hdu.header, overrides)
+        offset = headers.pedestal(header)
+        if offset:
+            data = data + np.asarray(offset, dtype)
+        return data, header
 
 
 @contextlib.contextmanager

@@ -324,21 +324,34 @@ def camera(header, settings=None) -> dict:
     return out
 
 
+def pedestal(header) -> float:
+    """ADU to add to a raw frame's values to get the camera's (``PEDESTAL``, else 0).
+
+    MaxIm DL writes the frames it calibrates with an offset that keeps them positive and
+    says so in ``PEDESTAL`` ("correction to add for zero-based ADU", e.g. -500 for 500
+    ADU added). Left in, it would count as signal: 500 ADU of Poisson noise in every
+    pixel's uncertainty. `fitsio.read_frame` and `calibrate.FrameReader` add it.
+    """
+    v = number(header, ("PEDESTAL",))
+    return 0.0 if v is None or not np.isfinite(v) else v
+
+
 def saturation(header, settings=None) -> float:
-    """Raw ADU at which a pixel is saturated.
+    """ADU at which a raw pixel is saturated, on the scale redux reads it in.
 
     ``SATURATE`` keyword, else the manifest's ``saturate``, else the top of the raw
     integer range (65535 for ``BITPIX=16`` with ``BZERO=32768``, 32767 without), else
-    infinity for floating-point data.
+    infinity for floating-point data; each as the file's values, so a ``PEDESTAL`` moves
+    it as it moves the data (see `pedestal`).
     """
     v = number(header, ("SATURATE", "SATLEVEL"), settings=settings, setting="saturate")
-    if v is not None:
-        return v
-    bitpix = int(header.get("BITPIX", -32))
-    if bitpix > 0:
+    if v is None:
+        bitpix = int(header.get("BITPIX", -32))
+        if bitpix <= 0:
+            return float(np.inf)
         top = 2 ** (bitpix - 1) - 1
-        return float(top * header.get("BSCALE", 1) + header.get("BZERO", 0))
-    return float(np.inf)
+        v = float(top * header.get("BSCALE", 1) + header.get("BZERO", 0))
+    return v + pedestal(header)
 
 
 def parse_section(text, *, key="section"):

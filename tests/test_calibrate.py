@@ -86,3 +86,70 @@ def test_reader_band_equals_whole_frame_arithmetic(tmp_path):
     r = FrameReader(tmp_path / "r.fits", bias=bias, gain=2.0, scale=4.0)
     np.testing.assert_allclose(r.band(10, 17), (500.0 - 100.0) * 2.0 / 4.0)
     assert r.shape == (30, 20)
+
+
+def test_maximdl_pedestal_is_removed_on_reading(tmp_path):
+    """MaxIm DL stores its calibrated frames with 500 ADU added and ``PEDESTAL = -500``
+    (the M13 frames): redux reads them as the camera's ADU, so a sky of 13 ADU is not
+    uncertain by sqrt(513). The saturation level moves with the data, and products do
+    not carry the keyword on (read again, they would lose another 500)."""
+    from redux_helpers import fitsio, headers
+    from redux_helpers.calibrate import trimmed_header
+
+    rng = np.random.default_rng(5)
+    true = rng.normal(13.0, 4.0, (40, 30)).round()
+    true[3, 4] = 65535 - 500                       # the top of the integers, in camera ADU
+    stored = (true + 500).astype(np.uint16)
+    hdu = fits.PrimaryHDU(stored)                  # BZERO 32768, BITPIX 16
+    hdu.header["PEDESTAL"] = (-500, "Correction to add for zero-based ADU")
+    path = tmp_path / "m13_like.fits"
+    hdu.writeto(path)
+
+    data, hdr = fitsio.read_frame(path)
+    assert np.array_equal(data, true)
+    assert headers.saturation(hdr) == 65535 - 500
+    assert np.argwhere(data >= headers.saturation(hdr)).tolist() == [[3, 4]]
+    with FrameReader(path) as reader:
+        assert np.array_equal(reader.read(), true)
+        assert np.array_equal(reader.band(10, 20), true[10:20])
+    assert "PEDESTAL" not in trimmed_header(hdr)
+    # without the keyword nothing moves
+    fits.PrimaryHDU(stored).writeto(tmp_path / "plain.fits")
+    plain, hdr0 = fitsio.read_frame(tmp_path / "plain.fits")
+    assert np.array_equal(plain, true + 500) and headers.saturation(hdr0) == 65535
+
+
+def test_noise_check_measures_the_model_against_the_frame():
+    """Neighbouring pixels' differences scatter by their predicted sigma when gain and read
+    noise are right; a read noise of 10 e- for a camera of 23 e- (the M13 frames as a
+    manifest first had them) is 2.2 x off and the fit gives the read noise back; a bias
+    level of 500 ADU counted as light makes the frame look too quiet."""
+    from redux_helpers.calibrate import noise_advice, noise_check
+
+    rng = np.random.default_rng(8)
+    ny, nx = 300, 400
+    y, x = np.mgrid[:ny, :nx]
+    light = 13.0 + 0.02 * x + 400 * np.exp(-((x - 200) ** 2 + (y - 150) ** 2) / 8.0)  # sky + a star
+    light[::37, ::41] += 3000.0                                                       # hits
+    rn = 23.0
+    frame = rng.poisson(light) + rng.normal(0, rn, light.shape)
+    row = {"file": "m13_1.fits", "gain": 1.0, "read_noise": 10.0, "gain_key": "manifest",
+           "read_noise_key": "manifest"}
+
+    def unc(read_noise, level=0.0):
+        return np.sqrt(np.clip(frame + level, 0, None) + read_noise ** 2)
+
+    right = noise_check(frame, unc(rn), read_noise=rn)
+    assert abs(right["ratio"] - 1) < 0.02, right
+    wrong = noise_check(frame, unc(10.0), read_noise=10.0)
+    assert abs(wrong["ratio"] - np.sqrt(13 + rn ** 2) / np.sqrt(13 + 100)) < 0.05, wrong
+    assert abs(wrong["read_noise_fit"] - rn) < 0.03 * rn, wrong
+    text = noise_advice(wrong, row, "under `m13:` in night.yaml", 1.5)
+    assert "m13_1.fits" in text and f"read_noise: {wrong['read_noise_fit']:.1f}" in text
+    assert "under `m13:` in night.yaml" in text and "noise_tolerance" in text
+    offset = noise_check(frame, unc(rn, level=500.0), read_noise=rn)
+    assert offset["ratio"] < 0.85, offset
+    assert "quieter" in noise_advice(offset, {**row, "read_noise": rn}, "here", 1.5)
+    masked = np.zeros(frame.shape, np.uint16)
+    masked[:, 200:] = 1                                   # the masked half is not used
+    assert noise_check(frame, unc(rn), masked)["n_pixels"] < 0.51 * right["n_pixels"]
