@@ -24,6 +24,29 @@ def _bad_pixels(data, uncertainty=None, mask=None):
     return bad
 
 
+#: Where the sky's noise is more than this times the frame's median, the threshold rises
+#: with it (`_louder_sky`); below, the frame is searched as it is.
+LOUDER_SKY = 1.1
+
+
+def _louder_sky(unc, bad, noise, fwhm):
+    """How many times the median noise the sky's noise is, where that is over `LOUDER_SKY`.
+
+    A stack's edges, covered by fewer frames, are two or three times noisier than its
+    middle; one threshold for the whole frame (the median noise) finds hundreds of noise
+    peaks there. The sky's noise is the uncertainty's running median over 8 FWHM (a
+    star's own Poisson noise is too small an area to move it); the frame is divided by
+    it, in units of the median, where it is over `LOUDER_SKY` times the median, so a
+    detection there stands as far above its own sky as elsewhere. None when nowhere is.
+    """
+    from ..smoothing import running_median
+
+    sky = running_median(np.where(bad, noise, unc), max(15, int(round(8 * fwhm))) | 1) / noise
+    if not np.any(sky > LOUDER_SKY):
+        return None
+    return np.where(sky > LOUDER_SKY, sky, 1.0)
+
+
 def _empty_detections() -> Table:
     dtypes = (int, float, float, float, float, float, float, bool, bool)
     return Table(names=DETECT_COLUMNS, dtype=dtypes)
@@ -84,12 +107,18 @@ def detect_stars(data, uncertainty, mask=None, *, fwhm=3.5, nsigma=5.0, saturate
         log.warning("detect_stars: the median uncertainty is %s; nothing detected", noise)
         return _empty_detections()
     clean = np.where(bad, 0.0, data)
-    found = daofind(clean, nsigma * noise, fwhm, min_separation=min_separation)
+    louder = _louder_sky(unc, bad, noise, fwhm)
+    found = daofind(clean if louder is None else clean / louder, nsigma * noise, fwhm,
+                    min_separation=min_separation)
     if not len(found):
         return _empty_detections()
     x, y = refine_centroids(clean, found["x_centroid"], found["y_centroid"], fwhm=fwhm)
     flagged = near_flagged(bad, x, y, fwhm)
     peak = np.asarray(found["peak"], float)
+    if louder is not None:
+        iy = np.clip(np.round(np.asarray(found["y_centroid"])).astype(int), 0, data.shape[0] - 1)
+        ix = np.clip(np.round(np.asarray(found["x_centroid"])).astype(int), 0, data.shape[1] - 1)
+        peak = peak * louder[iy, ix]
     saturated = np.zeros(len(x), bool) if saturate is None else peak >= saturate
     if mask is not None:
         saturated |= near_flagged(masks.has(mask, "SATURATED"), x, y, fwhm)
