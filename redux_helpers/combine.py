@@ -151,6 +151,22 @@ def band_rows(n_frames, width, *, mem_mb=64.0):
     return int(max(1, min(4096, mem_mb * 1e6 // per_row)))
 
 
+def central_rows(n_rows, n) -> slice:
+    """The ``n`` central rows of a frame of ``n_rows`` (all of them when ``n`` is 0 or more).
+
+    The notebooks compare their combines with ccdproc's on this band: ccdproc holds
+    every frame whole in float64 (4 GB for 20 frames of 2048 x 2048), and a band of 512
+    rows tests the same arithmetic on a million pixels in a quarter of the time.
+
+    >>> central_rows(2048, 512), central_rows(300, 512), central_rows(300, 0)
+    (slice(768, 1280, None), slice(0, 300, None), slice(0, 300, None))
+    """
+    if n <= 0 or n >= n_rows:
+        return slice(0, n_rows)
+    y0 = (n_rows - n) // 2
+    return slice(y0, y0 + n)
+
+
 def combine_readers(readers, *, method="median", sigma=3.0, maxiters=5, min_frames=3,
                     mem_mb=64.0, progress=None, workers=1):
     """Combine frames given as band readers (see `redux_helpers.calibrate.FrameReader`).
