@@ -153,3 +153,5 @@ def test_noise_check_measures_the_model_against_the_frame():
     masked = np.zeros(frame.shape, np.uint16)
     masked[:, 200:] = 1                                   # the masked half is not used
     assert noise_check(frame, unc(rn), masked)["n_pixels"] < 0.51 * right["n_pixels"]
+    masked[:] = 1                                         # nothing clean: no verdict (03 goes on)
+    assert np.isnan(noise_check(frame, unc(rn), masked)["ratio"])
