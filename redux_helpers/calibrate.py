@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import bottleneck as bn
 import numpy as np
 from astropy.io import fits
+from astropy.stats import mad_std
 
 from . import headers, masks
 from .errors import FrameError
@@ -180,7 +181,9 @@ class FrameReader:
         except (TypeError, ValueError, OSError) as exc:
             msg = f"{self.path}: rows {y0}-{y1} can't be read ({exc}); the file may be damaged"
             raise FrameError(msg) from None
-        return raw + np.float32(self.pedestal) if self.pedestal else raw
+        if self.pedestal:
+            raw += np.float32(self.pedestal)
+        return raw
 
     def band(self, y0, y1):
         """The calibrated band of trimmed rows y0:y1 (see the class description)."""
@@ -289,10 +292,10 @@ def noise_check(data, uncertainty, mask=None, *, read_noise=None):
     -------
     dict
         ``ratio`` (measured / predicted scatter), ``predicted`` (median uncertainty of
-        the pixels used), ``n_pixels``; with ``read_noise`` (e-, as used) also
-        ``read_noise_fit``: the read noise that would make the ratio 1 if the gain is
-        right (NaN when no read noise can: the scatter is below the Poisson noise, so the
-        gain or the level is wrong).
+        the pixels used), ``n_pixels`` and ``read_noise_fit``: with ``read_noise`` (e-,
+        as used), the read noise that would make the ratio 1 if the gain is right (NaN
+        without it, or when no read noise can: the scatter is below the Poisson noise,
+        so the gain or the level is wrong). All NaN with fewer than 100 pairs.
     """
     data = np.asarray(data, np.float32)[::2]
     unc = np.asarray(uncertainty, np.float32)[::2]
@@ -302,15 +305,15 @@ def noise_check(data, uncertainty, mask=None, *, read_noise=None):
     pair = ok[:, 1:] & ok[:, :-1]
     diff = (data[:, 1:] - data[:, :-1])[pair]
     var = (unc[:, 1:] ** 2 + unc[:, :-1] ** 2)[pair]
+    out = {"ratio": np.nan, "predicted": np.nan, "n_pixels": int(diff.size),
+           "read_noise_fit": np.nan}
     if diff.size < 100:
-        return {"ratio": float("nan"), "predicted": float("nan"), "n_pixels": int(diff.size),
-                "read_noise_fit": float("nan")}
-    ratio = float(1.482602218505602 * np.median(np.abs(diff / np.sqrt(var))))
-    predicted = float(np.sqrt(np.median(var) / 2))
-    out = {"ratio": ratio, "predicted": predicted, "n_pixels": int(diff.size)}
-    if read_noise is not None:
-        rn2 = read_noise ** 2 + (ratio ** 2 - 1) * predicted ** 2
-        out["read_noise_fit"] = float(np.sqrt(rn2)) if rn2 > 0 else float("nan")
+        return out
+    out["ratio"] = ratio = float(mad_std(diff / np.sqrt(var)))
+    out["predicted"] = predicted = float(np.sqrt(np.median(var) / 2))
+    rn2 = np.nan if read_noise is None else read_noise ** 2 + (ratio ** 2 - 1) * predicted ** 2
+    if rn2 > 0:
+        out["read_noise_fit"] = float(np.sqrt(rn2))
     return out
 
 
@@ -325,7 +328,7 @@ def noise_advice(check, row, place, tolerance) -> str:
            f"gain {gain:g} e-/ADU (from {row['gain_key']}) and read noise {rn:g} e- (from "
            f"{row['read_noise_key']}) predict ({check['predicted']:.1f} e-): every cosmic-ray "
            "threshold and signal-to-noise after this would be off by that factor. ")
-    fit = check.get("read_noise_fit", float("nan"))
+    fit = check["read_noise_fit"]
     if check["ratio"] > 1 and np.isfinite(fit):
         msg += (f"If the gain is right, the read noise that fits is {fit:.1f} e-: add "
                 f"`read_noise: {fit:.1f}` {place}, or the camera's measured gain and read noise")

@@ -152,7 +152,8 @@ def band_rows(n_frames, width, *, mem_mb=64.0):
 
 
 def central_rows(n_rows, n) -> slice:
-    """The ``n`` central rows of a frame of ``n_rows`` (all of them when ``n`` is 0 or more).
+    """The ``n`` central rows of a frame of ``n_rows`` (all of its rows when ``n`` is 0 or
+    reaches ``n_rows``).
 
     The notebooks compare their combines with ccdproc's on this band: ccdproc holds
     every frame whole in float64 (4 GB for 20 frames of 2048 x 2048), and a band of 512
