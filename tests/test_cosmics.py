@@ -185,6 +185,43 @@ def test_separable_median_unchecked_flags_star_cores(truth_frame, monkeypatch):
     assert (found & truth["core"]).sum() >= 5
 
 
+def test_later_pass_is_astroscrappys_second_iteration(truth_frame):
+    """The second pass made near the first's pixels only is the whole-frame one.
+
+    astroscrappy with exact medians, two iterations, against one iteration and
+    `later_pass`: the same pixels away from the outer 4 rows and columns (astroscrappy's
+    own filters stop short of the edge, which is why `detect_cosmics` pads the frame).
+    The second iteration adds 35 pixels on the demo frame, 980 on the crowded one.
+    """
+    import astroscrappy
+
+    data, truth = truth_frame
+    bad, rn = truth["saturated"], truth["read_noise"]
+    filled = fill_nearest(data, bad)
+    kw = dict(inmask=bad, sigclip=5.0, sigfrac=0.5, objlim=5.0, gain=1.0, readnoise=rn,
+              satlevel=np.inf, sepmed=False, cleantype="meanmask", verbose=False)
+    one = astroscrappy.detect_cosmics(filled, niter=1, **kw)[0]
+    two = astroscrappy.detect_cosmics(filled, niter=2, **kw)[0]
+    ours = cosmics.later_pass(filled, one, bad=bad, read_noise=rn)
+    inner = np.zeros(data.shape, bool)
+    inner[4:-4, 4:-4] = True
+    assert (two & ~one & inner).sum() >= 30                 # the pass has work to do
+    assert ((ours ^ two) & inner).sum() == 0
+    # and the numbers it tests with are those of exact whole-frame median filters
+    where = np.zeros(data.shape, bool)
+    where[100:140, 200:260] = True
+    ys, xs, sig, fine = cosmics._laplacian_tests(filled, where, rn)
+    img = filled.astype(np.float64)
+    noise = np.sqrt(ndimage.median_filter(np.clip(img, 0, None) + rn ** 2, 5))
+    lap = sum(np.clip(2 * img - np.roll(img, dy, 0) - np.roll(img, dx, 1), 0, None)
+              for dy in (-1, 1) for dx in (-1, 1)) / 4
+    s = lap / (2 * noise)
+    m3 = ndimage.median_filter(img, 3)
+    np.testing.assert_allclose(sig, (s - ndimage.median_filter(s, 5))[ys, xs], atol=1e-3)
+    np.testing.assert_allclose(fine, ((m3 - ndimage.median_filter(m3, 7)) / noise)[ys, xs],
+                               atol=1e-3)
+
+
 def test_check_seeds_on_known_shapes():
     """The exact seed test keeps a hit and takes back a star's core flagged by mistake."""
     rng = np.random.default_rng(5)
