@@ -376,9 +376,10 @@ def isolated_hits(data, crmask, *, n=2, half=10, bad=None, max_contrast=3.0,
     if bad is not None:
         skip = skip | np.asarray(bad, bool)
     labels, count = ndimage.label(crmask, structure=np.ones((3, 3), bool))
+    centres = ndimage.center_of_mass(crmask, labels, np.arange(1, count + 1))  # one pass
     found = []  # (isolated, score) per group: isolated ones by peak, the rest by quiet
-    for i in range(1, count + 1):
-        y, x = (int(round(c)) for c in ndimage.center_of_mass(crmask, labels, i))
+    for i, centre in enumerate(centres, start=1):
+        y, x = (int(round(c)) for c in centre)
         if not (half <= y < ny - half and half <= x < nx - half):
             continue
         box = (slice(y - half, y + half + 1), slice(x - half, x + half + 1))
