@@ -23,6 +23,7 @@ def masked_convolve(data, bad, kernel_1d):
 
     Each output pixel is the kernel-weighted mean of the pixels around it that are not
     ``bad`` (nor NaN); NaN where none is within the kernel. Edges repeat the edge pixel.
+    Computed and returned in float32.
     For a kernel that factors (an unrotated Gaussian does) this is what astropy's
     ``convolve(..., nan_treatment='interpolate', boundary='extend')`` and
     ``interpolate_replace_nans`` compute, in two 1-D passes instead of one 2-D pass: at
@@ -34,17 +35,19 @@ def masked_convolve(data, bad, kernel_1d):
     >>> float(masked_convolve(img, bad, np.array([0.25, 0.5, 0.25]))[4, 4])
     2.0
     """
-    data = np.array(data, dtype=np.float64)
+    data = np.asarray(data)
     bad = np.asarray(bad, bool) | ~np.isfinite(data)
-    k = np.asarray(kernel_1d, dtype=np.float64)
+    k = np.asarray(kernel_1d, dtype=np.float32)
 
     def blur(a):
         a = ndimage.correlate1d(a, k, axis=0, mode="nearest")
         return ndimage.correlate1d(a, k, axis=1, mode="nearest")
 
-    num, den = blur(np.where(bad, 0.0, data)), blur((~bad).astype(np.float64))
-    ok = den > 1e-12 * k.sum() ** 2
-    return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+    # float32 (a relative 1e-7, far below any image's noise): twice as fast as float64
+    num = blur(np.where(bad, np.float32(0), data).astype(np.float32, copy=False))
+    den = blur((~bad).astype(np.float32))
+    ok = den > 1e-12 * float(k.sum()) ** 2
+    return np.where(ok, num / np.where(ok, den, np.float32(1)), np.float32(np.nan))
 
 
 def smooth(data, *, bad=None, fwhm=3.0):
@@ -54,8 +57,8 @@ def smooth(data, *, bad=None, fwhm=3.0):
     ``2 ceil(1.5 fwhm) + 1`` pixels wide, which factors exactly): each output pixel is
     the kernel-weighted mean of the good pixels around it, so a masked pixel takes its
     neighbours' mean; NaN where no good pixel is within the kernel. The same numbers as
-    astropy's ``convolve`` with ``nan_treatment='interpolate'`` and ``boundary='extend'``,
-    some 10 times faster.
+    astropy's ``convolve`` with ``nan_treatment='interpolate'`` and ``boundary='extend'``
+    (to float32's precision), some 10 times faster.
 
     >>> import numpy as np
     >>> img = np.zeros((21, 21)); img[10, 10] = 1.0
@@ -139,3 +142,33 @@ def _up_weights(n, b, m):
     w[rows, i0] = 1.0 - (p - i0)
     w[rows, i0 + 1] = p - i0
     return w
+
+
+def mesh_image(bkg, which="background"):
+    """The full-size background (or ``which='background_rms'``) of a ``Background2D``.
+
+    What ``bkg.background`` (``bkg.background_rms``) computes (photutils 3: scipy's cubic-spline ``zoom`` of the
+    box mesh by the box size, ``grid_mode``, mirrored edges, cropped to the image and
+    clipped to the mesh's range), as two matrix products: the spline zoom is separable,
+    so each axis is a fixed (pixels x boxes) matrix, the zoom of each unit vector.
+    The same values to 1e-12 of the mesh's range; 0.3 s -> 0.03 s at 2048 x 2048 with
+    64-pixel boxes.
+    """
+    mesh = np.asarray(getattr(bkg, f"{which}_mesh"), dtype=np.float64)
+    shape = bkg._interp_kwargs["shape"]
+    by, bx = np.broadcast_to(bkg.box_size, 2)
+    lo, hi = float(mesh.min()), float(mesh.max())
+    if hi == lo:
+        return np.full(shape, lo)
+    image = _zoom_weights(mesh.shape[0], by, shape[0]) @ mesh \
+        @ _zoom_weights(mesh.shape[1], bx, shape[1]).T
+    return np.clip(image, lo, hi, out=image)
+
+
+def _zoom_weights(m, factor, n):
+    """(n, m): the first ``n`` samples of scipy's cubic ``zoom`` by ``factor`` of each
+    unit vector of length ``m`` (grid_mode, mode 'reflect'), as photutils calls it."""
+    eye = np.eye(m)
+    cols = [ndimage.zoom(eye[j], factor, order=3, mode="reflect", grid_mode=True)[:n]
+            for j in range(m)]
+    return np.stack(cols, axis=1)

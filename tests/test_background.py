@@ -357,3 +357,24 @@ def test_box_medians_are_the_unsmoothed_clipped_medians_of_the_sky_pixels():
                                     maxiters=10).compressed())
         assert grid[j, i] == pytest.approx(want, rel=1e-9)
     assert abs(grid[0, 0] - 100.0) < 0.3 and abs(grid[1, 2] - 120.0) < 0.3
+
+
+def test_mesh_image_is_photutils_background_image():
+    """`smoothing.mesh_image` gives Background2D's own images (its cubic zoom, cropped and
+    clipped) on a frame that is no multiple of its boxes, with boxes left out by a mask."""
+    from photutils.background import Background2D, MedianBackground
+
+    from redux_helpers.smoothing import mesh_image
+
+    rng = np.random.default_rng(4)
+    y, x = np.mgrid[:300, :517]
+    img = 100 + 0.02 * x + 0.05 * y + 8 * np.sin(x / 60.0) + rng.normal(0, 3, x.shape)
+    bad = np.zeros(img.shape, bool)
+    bad[100:180, 200:330] = True                  # whole boxes masked: filled by photutils
+    bkg = Background2D(img, (32, 40), mask=bad, filter_size=3,
+                       bkg_estimator=MedianBackground())
+    for which in ("background", "background_rms"):
+        ours, theirs = mesh_image(bkg, which), getattr(bkg, which)
+        assert ours.shape == theirs.shape == img.shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+    assert np.ptp(bkg.background) > 10           # a model with structure to get wrong

@@ -9,6 +9,7 @@ from astropy.stats import SigmaClip, mad_std, sigma_clipped_stats
 from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import ReduxError
+from ..smoothing import mesh_image
 from .constants import METHODS, MIN_SKY_FRACTION, MIN_SKY_PIXELS
 from .sources import _as_image
 
@@ -109,9 +110,8 @@ def _boxes(data, bad, *, box_size, filter_size, sigma, exclude_percentile, rms_i
     """photutils' Background2D with a median in each box; errors in our words."""
     bkg = _background2d(data, bad, box_size=box_size, filter_size=filter_size, sigma=sigma,
                         exclude_percentile=exclude_percentile)
-    model = np.asarray(bkg.background, dtype=np.float64)
-    rms = np.asarray(bkg.background_rms, dtype=np.float64) if rms_image \
-        else float(bkg.background_rms_median)
+    model = mesh_image(bkg)
+    rms = mesh_image(bkg, "background_rms") if rms_image else float(bkg.background_rms_median)
     if not np.all(np.isfinite(model)):
         msg = (f"the box sky model has undefined values (box_size {box_size}); use a larger "
                "box_size or method='plane'")

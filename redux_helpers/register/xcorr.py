@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
+from ..smoothing import mesh_image
 from .transform import MAD_TO_SIGMA, RegistrationError, Transform
 
 
@@ -79,8 +80,9 @@ def _box_background(a, bad, box):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Background2D(a, box, mask=bad, filter_size=3, sigma_clip=None,
-                                bkg_estimator=MedianBackground(), exclude_percentile=80.0).background
+            return mesh_image(Background2D(a, box, mask=bad, filter_size=3, sigma_clip=None,
+                                           bkg_estimator=MedianBackground(),
+                                           exclude_percentile=80.0))
     except ValueError:       # every box has too many bad pixels
         return np.zeros(a.shape)
 
