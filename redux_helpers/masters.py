@@ -23,6 +23,7 @@ since one array serves many frames.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def read_inventory(paths, *, need_camera=True, place=None) -> Table:
 #: Masters kept by `load_masters` (a night's superbias, superdarks and superflats).
 CACHE_SIZE = 8
 _cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def _file_key(path):
@@ -78,14 +80,15 @@ def _cached(kind, path, read):
         key = (kind, *_file_key(path))
     except OSError:          # missing: let ``read`` say so
         return read(path)
-    if key in _cache:
-        _cache.move_to_end(key)
-        return _cache[key]
-    value = read(path)
-    _cache[key] = value
-    while len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
-    return value
+    with _cache_lock:        # frames calibrated in threads (`parallel.each`) share it
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        value = read(path)   # under the lock: a master wanted by two threads is read once
+        _cache[key] = value
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        return value
 
 
 def clear_cache():
