@@ -109,31 +109,57 @@ def open_fits(path, *, whole=False) -> fits.HDUList:
     """Open a FITS file read-only, turning every kind of unreadable file into a `FrameError`.
 
     A truncated file (shorter than its header promises) and a file that is not FITS
-    at all both raise, naming the file and what to do. With ``whole``, a compressed
-    file is decompressed to its end first (its CRC checked), once.
+    at all both raise, naming the file and what to do; so does an HDU whose ``DATASUM``
+    fails (damaged pixels). With ``whole``, a compressed file is decompressed to its end
+    first (its CRC checked), once.
+
+    The checks are made on the file itself, not by catching astropy's warnings: frames
+    are read in threads (`parallel.each`), and Python's warning filters and records are
+    shared by all threads, so one thread's warning could be counted for another's file.
     """
     path = Path(path)
-    source = path
+    source, size = path, None
     if whole and path.name.lower().endswith(".gz") and path.is_file():
-        source = io.BytesIO(_whole_bytes(path))
-    with unreadable_as(FrameError, path), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        hdul = fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=False,
-                         checksum=True)
-    for w in caught:
-        text = str(w.message).strip()
-        # DATASUM guards the pixels; a failed CHECKSUM alone is usually a header edited
-        # by software after the file was written, which does not harm the data
-        if "truncated" in text or "datasum verification failed" in text.lower():
-            hdul.close()
-            what = "truncated" if "truncated" in text else "damaged (its DATASUM fails)"
-            msg = f"{path} is {what} ({text}); {ADVICE}"
-            raise FrameError(msg)
+        data = _whole_bytes(path)
+        source, size = io.BytesIO(data), len(data)
+    elif not path.name.lower().endswith(".gz") and path.is_file():
+        size = path.stat().st_size
+    with unreadable_as(FrameError, path), warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)  # shown only; checked below
+        hdul = fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=False)
+    try:
+        problem = _damage(hdul, size)
+    except (OSError, TypeError, ValueError) as exc:
+        problem = f"is not a readable FITS file ({exc})"
+    if problem:
+        hdul.close()
+        raise FrameError(f"{path} {problem}; {ADVICE}")
     if image_hdu_index(hdul) is None:
         hdul.close()
         msg = f"{path} holds no image; {ADVICE}"
         raise FrameError(msg)
     return hdul
+
+
+def _damage(hdul, size):
+    """What is wrong with an opened file ('is truncated (...)', 'is damaged (...)'), or ''.
+
+    Truncated: the last HDU's data (padded to 2880 bytes, as the standard has it) ends
+    beyond the file's ``size`` (None: unknown, e.g. a compressed file read lazily) — the
+    test astropy makes when it warns. Damaged: an HDU with a ``DATASUM`` whose pixels no
+    longer give it. A failed ``CHECKSUM`` alone is usually a header edited by software
+    after the file was written, which does not harm the data, so it is not checked.
+    """
+    if size is not None:
+        end = max(info["datLoc"] + info["datSpan"] for info in
+                  (hdul.fileinfo(i) for i in range(len(hdul))))
+        if end > size:
+            return (f"is truncated (actual file length ({size}) is smaller than the expected "
+                    f"size ({end}))")
+    for i, hdu in enumerate(hdul):
+        if "DATASUM" in hdu.header and hdu.verify_datasum() == 0:
+            return f"is damaged (the DATASUM of HDU {i} fails)"
+    return ""
 
 
 def image_hdu_index(hdul) -> int | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from . import headers
+from . import headers, parallel
 from .errors import FrameError, ReduxError
 from .fitsio import frame_stem, is_fits_name, read_frame
 
@@ -120,28 +120,30 @@ def check_not_products(raw_dir):
             raise ReduxError(msg)
 
 
-def build_inventory(raw_dir, settings: dict | None = None, *, progress=None) -> Table:
+def build_inventory(raw_dir, settings: dict | None = None, *, progress=None,
+                    workers=0) -> Table:
     """The inventory of a raw folder: one row per FITS file (see `COLUMNS`).
+
+    The files are read by ``workers`` threads at once (`parallel.each`; 0: one per core).
 
     Frames that can't be read still get a row, with frametype ``unreadable`` and the
     reason in ``problem``; `check_readable` turns those into one clear error.
     """
     settings = settings or {}
-    rows = []
     check_not_products(raw_dir)
     paths = find_frames(raw_dir, exclude=settings.get("exclude") or ())
     if not paths:
         msg = (f"no FITS files (.fits, .fit, .fts, .fits.gz) found under {raw_dir}; "
                "check raw_dir in the manifest")
         raise ReduxError(msg)
-    for p in paths:
+    def row_of(p):
         try:
-            rows.append(describe_frame(p, settings, raw_dir=raw_dir))
+            return describe_frame(p, settings, raw_dir=raw_dir)
         except FrameError as exc:
-            rows.append({"file": str(p.relative_to(raw_dir)), "frametype": "unreadable",
-                         "problem": str(exc)})
-        if progress:
-            progress(1)
+            return {"file": str(p.relative_to(raw_dir)), "frametype": "unreadable",
+                    "problem": str(exc)}
+
+    rows = parallel.each(row_of, paths, workers=workers, progress=progress)  # files in threads
     table = Table(rows=[[r.get(c, _blank(c)) for c in COLUMNS] for r in rows],
                   names=COLUMNS, dtype=[_dtype(c) for c in COLUMNS])
     for col, unit in UNITS.items():
