@@ -38,6 +38,7 @@ import numpy as np
 from astropy.stats import sigma_clip, sigma_clipped_stats
 from astropy.table import Table
 
+from . import parallel
 from .errors import ReduxError
 from .inventory import light_binning
 
@@ -186,8 +187,9 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
     bias_mean = np.array([[_clipped(b[t], sigma)[0] for t in boxes] for b in biases])
     level = bias_mean.mean(axis=0)                          # per tile, ADU
     bias_pairs = list(combinations(range(len(biases)), 2))[:max_pairs]
-    var_b = np.median([[_clipped(biases[i][t] - biases[j][t], sigma)[1] / 2 for t in boxes]
-                       for i, j in bias_pairs], axis=0)     # per tile, ADU²
+    var_b = np.median(parallel.each(      # pairs in threads: numpy's clipping frees the GIL
+        lambda ij: [_clipped(biases[ij[0]][t] - biases[ij[1]][t], sigma)[1] / 2 for t in boxes],
+        bias_pairs), axis=0)                                # per tile, ADU²
 
     # flats: drop saturated ones, then pair within a group by level
     keep = [k for k in range(len(flats)) if sat_frac[k] < 1e-3]
@@ -244,9 +246,9 @@ def _flat_pairs(keep, groups, signal, *, level_tolerance, max_pairs):
 
 def _pair_gains(flats, pairs, boxes, signal, level, var_b, *, sigma):
     """(gain, variance) per pair and tile: S (1 + r) / (σ²(F1 - r F2) - (1 + r²) σ²_bias)."""
-    gains = np.full((len(pairs), len(boxes)), np.nan)
-    variance = np.full((len(pairs), len(boxes)), np.nan)
-    for p, (i, j) in enumerate(pairs):
+    def one_pair(ij):
+        i, j = ij
+        g, var = np.full(len(boxes), np.nan), np.full(len(boxes), np.nan)
         for t, box in enumerate(boxes):
             r = signal[i][t] / signal[j][t]
             f1 = flats[i][box] - level[t]
@@ -255,10 +257,15 @@ def _pair_gains(flats, pairs, boxes, signal, level, var_b, *, sigma):
             # would leave out dead columns whose (tiny) variance is in σ²(d)
             kept = ~sigma_clip(d, sigma=sigma, maxiters=5).mask
             v, s1 = float(np.var(d[kept])), float(np.mean(f1[kept]))
-            variance[p, t] = v / (1 + r)
+            var[t] = v / (1 + r)
             excess = v - (1 + r ** 2) * var_b[t]
             if excess > 0:
-                gains[p, t] = s1 * (1 + r) / excess
+                g[t] = s1 * (1 + r) / excess
+        return g, var
+
+    done = parallel.each(one_pair, pairs)        # pairs in threads, as the biases'
+    gains = np.array([g for g, _ in done]).reshape(len(pairs), len(boxes))
+    variance = np.array([v for _, v in done]).reshape(len(pairs), len(boxes))
     return gains, variance
 
 
