@@ -34,7 +34,8 @@ Where things are
 ``constants`` `METHODS`, `PROFILES`, the least sky a frame must show
 ``sources``   `detect`, `source_mask`
 ``sky``       `sky_model`, `box_medians`
-``galaxy``    `elliptical_radius`, `galaxy_geometry`, `find_galaxy`, `RadialProfile`, `radial_sky`
+``galaxy``    `elliptical_radius`, `galaxy_geometry`, `find_galaxy`, `RadialProfile`, `radial_sky`,
+              `ring_profile`
 ``choice``    `check_radial_fit`, `check_against_masked`, `SkyChoice`, `fit_radial_from_galaxy`, `sky_for_frame`, `rate_outliers`
 ============= =====================================================================
 """
@@ -55,8 +56,15 @@ from .choice import (
     sky_for_frame,
 )
 from .constants import METHODS, MIN_SKY_FRACTION, MIN_SKY_PIXELS, PROFILES
-from .galaxy import RadialProfile, elliptical_radius, find_galaxy, galaxy_geometry, radial_sky
+from .galaxy import (
+    RadialProfile,
+    elliptical_radius,
+    find_galaxy,
+    galaxy_geometry,
+    radial_sky,
+    ring_profile,
+)
 from .sky import box_medians, sky_model
 from .sources import detect, source_mask
 
-__all__ = ["MAX_MASKED_DIFF", "MAX_MASKED_ERRORS", "MAX_OFFSET_ERROR", "MAX_RATE_SCATTER", "METHODS", "MIN_SCALE_LENGTHS", "MIN_SIGNAL", "MIN_SKY_FRACTION", "MIN_SKY_PIXELS", "PROFILES", "RadialProfile", "SkyChoice", "box_medians", "check_against_masked", "check_radial_fit", "detect", "elliptical_radius", "find_galaxy", "fit_radial_from_galaxy", "galaxy_geometry", "radial_sky", "rate_outliers", "scale_length", "sky_for_frame", "sky_model", "source_mask"]
+__all__ = ["MAX_MASKED_DIFF", "MAX_MASKED_ERRORS", "MAX_OFFSET_ERROR", "MAX_RATE_SCATTER", "METHODS", "MIN_SCALE_LENGTHS", "MIN_SIGNAL", "MIN_SKY_FRACTION", "MIN_SKY_PIXELS", "PROFILES", "RadialProfile", "SkyChoice", "box_medians", "check_against_masked", "check_radial_fit", "detect", "elliptical_radius", "find_galaxy", "fit_radial_from_galaxy", "galaxy_geometry", "radial_sky", "rate_outliers", "ring_profile", "scale_length", "sky_for_frame", "sky_model", "source_mask"]

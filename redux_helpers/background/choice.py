@@ -8,7 +8,7 @@ import numpy as np
 from astropy.stats import mad_std
 
 from ..errors import ReduxError
-from .galaxy import RadialProfile, elliptical_radius, radial_sky
+from .galaxy import RadialProfile, elliptical_radius, radial_sky, ring_profile
 from .sky import sky_model
 from .sources import _as_image, _mask_of, detect
 
@@ -220,6 +220,7 @@ def fit_radial_from_galaxy(data, center, *, bad=None, axis_ratio=1.0, theta_deg=
     corners = np.array([[0, 0], [nx - 1, 0], [0, ny - 1], [nx - 1, ny - 1]], float)
     rmax = float(np.max(np.hypot(*(corners - np.asarray(center, float)).T))) / axis_ratio
     kw = dict(bad=bad, axis_ratio=axis_ratio, theta_deg=theta_deg, width=width)
+    kw["rings"] = ring_profile(data, center, rmax=rmax, **kw)  # the same rings for every fit
     if rmin is not None:
         return radial_sky(data, center, rmax=rmax, rmin=float(rmin), **kw)
     r0 = float(start)

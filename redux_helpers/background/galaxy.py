@@ -172,8 +172,33 @@ class RadialProfile:
     rmax: float
 
 
+def ring_profile(data, center, *, rmax, bad=None, axis_ratio=1.0, theta_deg=0.0, width=2.0,
+                 min_pixels=20):
+    """The rings of `radial_sky` out to ``rmax``: an (n, 4) array of each ring's mean
+    radius, median, the median's uncertainty (1.2533 MAD-sigma / sqrt n) and pixel count;
+    rings with fewer than ``min_pixels`` usable pixels left out. What every fit from
+    another ``rmin`` shares (`fit_radial_from_galaxy` makes up to four)."""
+    data, bad = _as_image(data, bad)
+    r = elliptical_radius(data.shape, center, axis_ratio=axis_ratio, theta_deg=theta_deg)
+    use = ~bad & (r <= rmax)
+    ring = np.floor(r[use] / width).astype(int)
+    values, radii = data[use], r[use]
+    order = np.argsort(ring, kind="stable")
+    ring, values, radii = ring[order], values[order], radii[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(ring) > 0])
+    rows = []
+    for part_v, part_r in zip(np.split(values, starts[1:]), np.split(radii, starts[1:]),
+                              strict=True):
+        if part_v.size < min_pixels:
+            continue
+        scatter = mad_std(part_v)
+        rows.append((part_r.mean(), np.median(part_v), 1.2533 * scatter / np.sqrt(part_v.size),
+                     part_v.size))
+    return np.array(rows, dtype=float).reshape(-1, 4)
+
+
 def radial_sky(data, center, *, rmax, bad=None, rmin=0.0, axis_ratio=1.0, theta_deg=0.0,
-               profile="exponential", width=2.0, min_pixels=20):
+               profile="exponential", width=2.0, min_pixels=20, rings=None):
     """The sky as the constant of a radial-profile fit around an object.
 
     The median of the usable pixels in elliptical rings around ``center`` gives the
@@ -206,6 +231,9 @@ def radial_sky(data, center, *, rmax, bad=None, rmin=0.0, axis_ratio=1.0, theta_
         Width of a ring, pixels.
     min_pixels : int
         Rings with fewer usable pixels are left out.
+    rings : array, optional
+        `ring_profile`'s rings of these arguments, made already (then ``data`` and
+        ``bad`` are not read again).
 
     Returns
     -------
@@ -225,27 +253,13 @@ def radial_sky(data, center, *, rmax, bad=None, rmin=0.0, axis_ratio=1.0, theta_
     if profile not in PROFILES:
         msg = f"profile must be one of {PROFILES}, got {profile!r}"
         raise ValueError(msg)
-    data, bad = _as_image(data, bad)
     if not rmax > rmin:
         msg = f"rmax ({rmax}) must be larger than rmin ({rmin})"
         raise ValueError(msg)
-    r = elliptical_radius(data.shape, center, axis_ratio=axis_ratio, theta_deg=theta_deg)
-    use = ~bad & (r <= rmax)
-    ring = np.floor(r[use] / width).astype(int)
-    values, radii = data[use], r[use]
-    order = np.argsort(ring, kind="stable")
-    ring, values, radii = ring[order], values[order], radii[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(ring) > 0])
-    rows = []
-    for part_v, part_r in zip(np.split(values, starts[1:]), np.split(radii, starts[1:]),
-                              strict=True):
-        if part_v.size < min_pixels:
-            continue
-        scatter = mad_std(part_v)
-        rows.append((part_r.mean(), np.median(part_v), 1.2533 * scatter / np.sqrt(part_v.size),
-                     part_v.size))
-    rows = np.array(rows, dtype=float).reshape(-1, 4)
-    rad, med, err, npix = rows.T
+    if rings is None:
+        rings = ring_profile(data, center, rmax=rmax, bad=bad, axis_ratio=axis_ratio,
+                             theta_deg=theta_deg, width=width, min_pixels=min_pixels)
+    rad, med, err, npix = np.asarray(rings, float).T
     fitted = rad >= rmin
     if fitted.sum() < 5:
         msg = (f"only {int(fitted.sum())} rings with at least {min_pixels} usable pixels "
