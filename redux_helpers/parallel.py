@@ -10,7 +10,11 @@ two, with the same numbers.
 
 A function given to `each` must not change state that another frame's call reads: it
 reads its own frame, writes its own product and returns what the notebook collects;
-the notebook puts the results together afterwards, in the frames' order.
+the notebook puts the results together afterwards, in the frames' order. Nor may it
+learn anything from catching warnings: Python's warning filters and records are one
+for all threads, so a warning raised in one call can land in another's record
+(`fitsio.open_fits` checks a file's length and DATASUM itself for that reason);
+silencing warnings for display is harmless.
 """
 
 from __future__ import annotations
