@@ -169,9 +169,14 @@ def detect_cosmics(data, *, uncertainty=None, bad=None, read_noise, backend="ast
 
 def _windows(image, ys, xs, half):
     """The (2 half + 1)² boxes of ``image`` centred on pixels (ys, xs), edges mirrored."""
-    padded = np.pad(image, half, mode="reflect")
-    oy, ox = np.mgrid[0:2 * half + 1, 0:2 * half + 1]
-    return padded[ys[:, None, None] + oy, xs[:, None, None] + ox]
+    return _boxes_at(np.pad(image, half, mode="reflect"), ys + half, xs + half, half)
+
+
+def _boxes_at(image, ys, xs, half):
+    """The (2 half + 1)² boxes of ``image`` centred on (ys, xs), which lie ``half`` or
+    more pixels inside it (a padded image): shape (n, 2 half + 1, 2 half + 1)."""
+    oy, ox = np.mgrid[-half:half + 1, -half:half + 1]
+    return image[ys[:, None, None] + oy, xs[:, None, None] + ox]
 
 
 _PAD = 8            # mirrored border of the padded arrays `_laplacian_tests` works on
@@ -180,13 +185,11 @@ _CHUNK = 1 << 16    # pixels whose boxes are gathered at once (bounds the memory
 
 def _median_at(image, ys, xs, half):
     """Exact median of the (2 half + 1)² box of ``image`` around each pixel (ys, xs)."""
-    oy, ox = np.mgrid[-half:half + 1, -half:half + 1]
     k = (2 * half + 1) ** 2 // 2
     out = np.empty(len(ys), np.float32)
     for i in range(0, len(ys), _CHUNK):
-        y, x = ys[i:i + _CHUNK], xs[i:i + _CHUNK]
-        box = image[y[:, None, None] + oy, x[:, None, None] + ox].reshape(len(y), -1)
-        out[i:i + _CHUNK] = np.partition(box, k, axis=1)[:, k]
+        box = _boxes_at(image, ys[i:i + _CHUNK], xs[i:i + _CHUNK], half)
+        out[i:i + _CHUNK] = np.partition(box.reshape(len(box), -1), k, axis=1)[:, k]
     return out
 
 
@@ -291,12 +294,12 @@ def later_pass(data, crmask, *, bad, read_noise, contrast=5.0, cr_threshold=5.0,
     ys, xs, sig_at, fine_at = _laplacian_tests(cleaned, region, read_noise)
     sig = np.zeros(crmask.shape, np.float32)
     sig[ys, xs] = sig_at
-    seeds = np.zeros(crmask.shape, bool)
     within4 = ndimage.maximum_filter(crmask.view(np.uint8), size=9)[ys, xs].astype(bool)
     hit = _is_seed(sig_at, fine_at, contrast, cr_threshold) & within4
-    seeds[ys[hit], xs[hit]] = True
     if not hit.any():
         return crmask
+    seeds = np.zeros(crmask.shape, bool)
+    seeds[ys[hit], xs[hit]] = True
     box = np.ones((3, 3), bool)
     grown = ndimage.binary_dilation(seeds, structure=box) & region & (sig > cr_threshold)
     grown = ndimage.binary_dilation(grown, structure=box) & region & (sig > neighbor_threshold)

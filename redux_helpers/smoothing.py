@@ -11,6 +11,8 @@ Nothing here reads or writes files.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -144,19 +146,19 @@ def _up_weights(n, b, m):
     return w
 
 
-def mesh_image(bkg, which="background"):
-    """The full-size background (or ``which='background_rms'``) of a ``Background2D``.
+def mesh_image(bkg, shape, which="background"):
+    """The full-size background (``which='background_rms'``: its rms) of a ``Background2D``
+    made of an image of ``shape``.
 
-    What ``bkg.background`` (``bkg.background_rms``) computes (photutils 3: scipy's cubic-spline ``zoom`` of the
-    box mesh by the box size, ``grid_mode``, mirrored edges, cropped to the image and
-    clipped to the mesh's range), as two matrix products: the spline zoom is separable,
-    so each axis is a fixed (pixels x boxes) matrix, the zoom of each unit vector.
-    The same values to 1e-12 of the mesh's range; 0.3 s -> 0.03 s at 2048 x 2048 with
-    64-pixel boxes.
+    What ``bkg.background`` (``bkg.background_rms``) computes in photutils 3: scipy's
+    cubic-spline ``zoom`` of the box mesh by the box size (``grid_mode``, mirrored edges),
+    cropped to the image and clipped to the mesh's range. The spline zoom is separable,
+    so it is two matrix products, each axis's matrix the zoom of every unit vector
+    (`_zoom_weights`, kept for the next frame of the same size). The same values to 1e-12
+    of the mesh's range; 0.3 s -> 0.03 s at 2048 x 2048 with 64-pixel boxes.
     """
     mesh = np.asarray(getattr(bkg, f"{which}_mesh"), dtype=np.float64)
-    shape = bkg._interp_kwargs["shape"]
-    by, bx = np.broadcast_to(bkg.box_size, 2)
+    by, bx = (int(b) for b in np.broadcast_to(bkg.box_size, 2))
     lo, hi = float(mesh.min()), float(mesh.max())
     if hi == lo:
         return np.full(shape, lo)
@@ -165,10 +167,13 @@ def mesh_image(bkg, which="background"):
     return np.clip(image, lo, hi, out=image)
 
 
+@functools.lru_cache(maxsize=16)
 def _zoom_weights(m, factor, n):
     """(n, m): the first ``n`` samples of scipy's cubic ``zoom`` by ``factor`` of each
-    unit vector of length ``m`` (grid_mode, mode 'reflect'), as photutils calls it."""
+    unit vector of length ``m`` (grid_mode, mode 'reflect'), as photutils calls it.
+    Cached, so read-only."""
     eye = np.eye(m)
-    cols = [ndimage.zoom(eye[j], factor, order=3, mode="reflect", grid_mode=True)[:n]
-            for j in range(m)]
-    return np.stack(cols, axis=1)
+    w = np.stack([ndimage.zoom(eye[j], factor, order=3, mode="reflect", grid_mode=True)[:n]
+                  for j in range(m)], axis=1)
+    w.flags.writeable = False
+    return w

@@ -374,7 +374,7 @@ def test_mesh_image_is_photutils_background_image():
     bkg = Background2D(img, (32, 40), mask=bad, filter_size=3,
                        bkg_estimator=MedianBackground())
     for which in ("background", "background_rms"):
-        ours, theirs = mesh_image(bkg, which), getattr(bkg, which)
+        ours, theirs = mesh_image(bkg, img.shape, which), getattr(bkg, which)
         assert ours.shape == theirs.shape == img.shape
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
     assert np.ptp(bkg.background) > 10           # a model with structure to get wrong

@@ -110,8 +110,9 @@ def _boxes(data, bad, *, box_size, filter_size, sigma, exclude_percentile, rms_i
     """photutils' Background2D with a median in each box; errors in our words."""
     bkg = _background2d(data, bad, box_size=box_size, filter_size=filter_size, sigma=sigma,
                         exclude_percentile=exclude_percentile)
-    model = mesh_image(bkg)
-    rms = mesh_image(bkg, "background_rms") if rms_image else float(bkg.background_rms_median)
+    model = mesh_image(bkg, data.shape)
+    rms = mesh_image(bkg, data.shape, "background_rms") if rms_image \
+        else float(bkg.background_rms_median)
     if not np.all(np.isfinite(model)):
         msg = (f"the box sky model has undefined values (box_size {box_size}); use a larger "
                "box_size or method='plane'")

@@ -82,7 +82,7 @@ def _box_background(a, bad, box):
             warnings.simplefilter("ignore")
             return mesh_image(Background2D(a, box, mask=bad, filter_size=3, sigma_clip=None,
                                            bkg_estimator=MedianBackground(),
-                                           exclude_percentile=80.0))
+                                           exclude_percentile=80.0), a.shape)
     except ValueError:       # every box has too many bad pixels
         return np.zeros(a.shape)
 
