@@ -119,10 +119,11 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
 
     Parameters
     ----------
-    biases : list of 2-D arrays
+    biases : iterable of 2-D arrays
         Bias frames in ADU on the image area (trimmed; overscan removed or not, but
-        treated the same way as ``flats``). At least two.
-    flats : list of 2-D arrays
+        treated the same way as ``flats``). At least two. Only each frame's tiles are
+        kept, so a generator that reads the frames holds one at a time.
+    flats : iterable of 2-D arrays
         Flat frames in ADU, the same shape. Pairs are made only of flats of one group
         whose levels above bias agree within ``level_tolerance``.
     groups : list of str, optional
@@ -165,41 +166,59 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
         Fewer than two biases, no two flats of one group and level, saturated flats, or
         flats whose variance is not above the biases'.
     """
+    groups = list(groups) if groups is not None else None
+    names = list(names) if names is not None else None
+    # each frame is cut to its tiles as it comes and dropped: only the 16 tiles (at most
+    # 256² each) of every frame are held, not the frames (24 of 2048² in float64 were
+    # 1.1 GB), and a generator reading the frames one by one is never held whole
     area = sections[1] if sections is not None else (slice(None), slice(None))
-    sat_frac = [float(np.mean(np.asarray(f)[area] >= saturate)) for f in flats]
-    biases = [_image_area(b, sections) for b in biases]
-    flats = [_image_area(f, sections) for f in flats]
-    groups = list(groups) if groups is not None else [""] * len(flats)
-    names = list(names) if names is not None else [f"flat {i + 1}" for i in range(len(flats))]
+    boxes, shape = None, None
+
+    def tiles_of(frames, *, saturation=None):
+        nonlocal boxes, shape
+        out = []
+        for f in frames:
+            if saturation is not None:
+                saturation.append(float(np.mean(np.asarray(f)[area] >= saturate)))
+            a = _image_area(f, sections)
+            if shape is None:
+                shape = a.shape
+                boxes = _region(shape, fraction, tiles)
+            if a.shape != shape:
+                msg = "bias and flat frames must have one shape (trim them the same way)"
+                raise ValueError(msg)
+            out.append([a[t].copy() for t in boxes])
+        return out
+
+    biases = tiles_of(biases)
+    sat_frac = []
+    flats = tiles_of(flats, saturation=sat_frac)
+    groups = groups if groups is not None else [""] * len(flats)
+    names = names if names is not None else [f"flat {i + 1}" for i in range(len(flats))]
     if len(biases) < 2:
         _refuse(f"that needs two bias frames or more, and there {_are(len(biases), 'is')}")
     if len(flats) < 2:
         _refuse(f"that needs two flats of one filter and level, and there "
                 f"{_are(len(flats), 'is')}")
-    shape = biases[0].shape
-    if any(a.shape != shape for a in biases + flats):
-        msg = "bias and flat frames must have one shape (trim them the same way)"
-        raise ValueError(msg)
-    boxes = _region(shape, fraction, tiles)
     nt = len(boxes)
 
     # bias: each tile's mean level and one frame's read-out variance, σ²(Bi - Bj) / 2
-    bias_mean = np.array([[_clipped(b[t], sigma)[0] for t in boxes] for b in biases])
+    bias_mean = np.array([[_clipped(b[t], sigma)[0] for t in range(nt)] for b in biases])
     level = bias_mean.mean(axis=0)                          # per tile, ADU
     bias_pairs = list(combinations(range(len(biases)), 2))[:max_pairs]
     var_b = np.median(parallel.each(      # pairs in threads: numpy's clipping frees the GIL
-        lambda ij: [_clipped(biases[ij[0]][t] - biases[ij[1]][t], sigma)[1] / 2 for t in boxes],
+        lambda ij: [_clipped(biases[ij[0]][t] - biases[ij[1]][t], sigma)[1] / 2 for t in range(nt)],
         bias_pairs), axis=0)                                # per tile, ADU²
 
     # flats: drop saturated ones, then pair within a group by level
     keep = [k for k in range(len(flats)) if sat_frac[k] < 1e-3]
     if len(flats) - len(keep):
         log.info("%d flat(s) saturated: not used for the gain", len(flats) - len(keep))
-    signal = {k: np.array([_clipped(flats[k][t], sigma)[0] for t in boxes]) - level
+    signal = {k: np.array([_clipped(flats[k][t], sigma)[0] for t in range(nt)]) - level
               for k in keep}
     pairs = _flat_pairs(keep, groups, signal, level_tolerance=level_tolerance,
                         max_pairs=max_pairs)
-    gains, variance = _pair_gains(flats, pairs, boxes, signal, level, var_b, sigma=sigma)
+    gains, variance = _pair_gains(flats, pairs, nt, signal, level, var_b, sigma=sigma)
     tile_gain = np.nanmean(gains, axis=0)
     ok = np.isfinite(tile_gain)
     if ok.sum() < max(2, nt // 2):
@@ -244,15 +263,15 @@ def _flat_pairs(keep, groups, signal, *, level_tolerance, max_pairs):
     return pairs
 
 
-def _pair_gains(flats, pairs, boxes, signal, level, var_b, *, sigma):
+def _pair_gains(flats, pairs, n_tiles, signal, level, var_b, *, sigma):
     """(gain, variance) per pair and tile: S (1 + r) / (σ²(F1 - r F2) - (1 + r²) σ²_bias)."""
     def one_pair(ij):
         i, j = ij
-        g, var = np.full(len(boxes), np.nan), np.full(len(boxes), np.nan)
-        for t, box in enumerate(boxes):
+        g, var = np.full(n_tiles, np.nan), np.full(n_tiles, np.nan)
+        for t in range(n_tiles):
             r = signal[i][t] / signal[j][t]
-            f1 = flats[i][box] - level[t]
-            d = f1 - r * (flats[j][box] - level[t])
+            f1 = flats[i][t] - level[t]
+            d = f1 - r * (flats[j][t] - level[t])
             # the signal over the very pixels whose variance is measured: a clipped mean
             # would leave out dead columns whose (tiny) variance is in σ²(d)
             kept = ~sigma_clip(d, sigma=sigma, maxiters=5).mask
@@ -264,8 +283,8 @@ def _pair_gains(flats, pairs, boxes, signal, level, var_b, *, sigma):
         return g, var
 
     done = parallel.each(one_pair, pairs)        # pairs in threads, as the biases'
-    gains = np.array([g for g, _ in done]).reshape(len(pairs), len(boxes))
-    variance = np.array([v for _, v in done]).reshape(len(pairs), len(boxes))
+    gains = np.array([g for g, _ in done]).reshape(len(pairs), n_tiles)
+    variance = np.array([v for _, v in done]).reshape(len(pairs), n_tiles)
     return gains, variance
 
 
