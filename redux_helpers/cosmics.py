@@ -56,14 +56,10 @@ structure a hit must be; astroscrappy's ``objlim``).
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from astropy.stats import mad_std
 from scipy import ndimage
-
-from . import parallel
 
 log = logging.getLogger(__name__)
 
@@ -412,51 +408,3 @@ def fill_nearest(data, bad):
         return np.zeros(data.shape, np.float32)
     idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
     return np.asarray(data[tuple(idx)], np.float32)
-
-
-def _one(args):
-    data, kwargs = args
-    return detect_cosmics(data, **kwargs)
-
-
-def _one_thread(args):
-    """`_one` in a thread of `detect_many`, held to one OpenMP thread of its own."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="openmp"):
-        return _one(args)
-
-
-def detect_many(frames, *, workers=None, progress=None, **kwargs):
-    """`detect_cosmics` over many frames, ``workers`` at once.
-
-    ``workers`` None or 0 is one per core (`os.cpu_count`); 1 runs them here, one after
-    another. astroscrappy runs them in threads (`parallel.each`), each call held to one
-    OpenMP thread: its own threads keep two cores only partly busy, and the serial parts
-    around it (the seed check, `later_pass`) then overlap (8 frames of 2048²: 15.9-18.0 s
-    one after another with its two OpenMP threads, 12.0-12.6 s so). lacosmic, which is
-    Python for much of its time, runs in processes.
-
-    ``frames`` is a sequence of (data, error, mask) or (data, error, mask, saturated)
-    tuples; keyword arguments are those of `detect_cosmics` (``read_noise`` may be a
-    sequence, one per frame). Returns the masks in the same order.
-    """
-    rn = kwargs.pop("read_noise")
-    rns = list(rn) if np.ndim(rn) else [rn] * len(frames)
-    jobs = [(f[0], {**kwargs, "uncertainty": f[1], "bad": f[2], "read_noise": r,
-                    "saturated": f[3] if len(f) > 3 else None})
-            for f, r in zip(frames, rns, strict=True)]
-    workers = min(parallel.threads(workers), len(jobs))
-    if kwargs.get("backend", "astroscrappy") != "lacosmic" or workers <= 1:
-        return parallel.each(_one_thread if workers > 1 else _one, jobs, workers=workers,
-                             progress=progress)
-    # forkserver, not fork: a process forked after astroscrappy's OpenMP threads ran
-    # hangs (seen: detect_many(workers=2) after one call in the parent never returned)
-    ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        out = []
-        for m in pool.map(_one, jobs):
-            out.append(m)
-            if progress:
-                progress(1)
-        return out

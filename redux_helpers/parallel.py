@@ -28,13 +28,18 @@ def threads(workers=0):
     return int(workers) if workers and workers > 0 else (os.cpu_count() or 1)
 
 
-def each(func, items, *, workers=0, progress=None):
+def each(func, items, *, workers=0, progress=None, one_openmp_thread=False):
     """``[func(item) for item in items]``, by `threads` (``workers``) threads at once.
 
     The results come back in the order of ``items`` whichever finishes first;
     ``progress(1)`` is called once per item, in that order. The first item (in order)
     whose call raises stops the rest: calls not yet started are cancelled, the error is
     raised as it was. One thread runs the calls in this thread, one after another.
+
+    ``one_openmp_thread`` holds each call, when there are several threads, to one
+    OpenMP thread of its own (``threadpoolctl``; the limit is per thread): for work that
+    runs OpenMP loops (astroscrappy), whose own threads would otherwise compete with the
+    other calls' for the same cores.
 
     >>> each(lambda x: x * x, range(5), workers=2)
     [0, 1, 4, 9, 16]
@@ -48,6 +53,8 @@ def each(func, items, *, workers=0, progress=None):
             if progress:
                 progress(1)
         return out
+    if one_openmp_thread:
+        func = _one_openmp_thread(func)
     with ThreadPoolExecutor(max_workers=n) as pool:
         futures = [pool.submit(func, item) for item in items]
         try:
@@ -60,3 +67,12 @@ def each(func, items, *, workers=0, progress=None):
                 f.cancel()
             raise
     return out
+
+
+def _one_openmp_thread(func):
+    def limited(item):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return func(item)
+    return limited

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from redux_helpers import cosmics, demo
-from redux_helpers.cosmics import detect_cosmics, detect_many, fill_nearest
+from redux_helpers import cosmics, demo, parallel
+from redux_helpers.cosmics import detect_cosmics, fill_nearest
 from redux_helpers.demo import gauss_stamps
 
 
@@ -60,8 +60,9 @@ def test_hits_on_the_frames_edges_are_found(backend):
 
 
 def test_masked_pixels_are_never_flagged_and_many_frames(frame):
-    """Three frames through two worker processes: each mask comes back in its frame's place,
-    its own dead column unflagged, and the same as that frame detected alone."""
+    """Three frames in two threads, as notebook 03 searches them (astroscrappy held to one
+    OpenMP thread each): each mask comes back in its frame's place, its own dead column
+    unflagged, and the same as that frame detected alone, by either backend."""
     data, cr = frame
     jobs, crs = [], []
     for k, col in enumerate((100, 40, 160)):
@@ -71,14 +72,23 @@ def test_masked_pixels_are_never_flagged_and_many_frames(frame):
         d[:, col] = 0.0                    # a dead column, a different one in each frame
         jobs.append((d, None, mask))
         crs.append((c, col))
-    found = detect_many(jobs, workers=2, read_noise=9.0, backend="lacosmic")
-    assert len(found) == 3
+    for backend in ("astroscrappy", "lacosmic"):
+        found = parallel.each(lambda j, b=backend: detect_cosmics(j[0], bad=j[2], read_noise=9.0,
+                                                                 backend=b),
+                              jobs, workers=2, one_openmp_thread=True)
+        assert len(found) == 3
+        check_frames(jobs, found, crs, backend)
+
+
+def check_frames(jobs, found, crs, backend):
     for (d, _, mask), got, (c, col) in zip(jobs, found, crs, strict=True):
         assert not got[:, col].any()
         # the dead column's neighbours are not mistaken for hits
         assert (got[:, [col - 1, col + 1]] & ~c[:, [col - 1, col + 1]]).sum() == 0
-        assert (got & c).sum() / c.sum() >= 0.95          # this frame's hits, not another's
-        alone = detect_cosmics(d, bad=mask, read_noise=9.0, backend="lacosmic")
+        # this frame's hits, not another's (another's would share almost none); with the
+        # dead column astroscrappy finds 110 of 120, lacosmic more
+        assert (got & c).sum() / c.sum() >= 0.9, backend
+        alone = detect_cosmics(d, bad=mask, read_noise=9.0, backend=backend)
         assert np.array_equal(got, alone)
 
 
