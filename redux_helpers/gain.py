@@ -166,8 +166,6 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
         Fewer than two biases, no two flats of one group and level, saturated flats, or
         flats whose variance is not above the biases'.
     """
-    groups = list(groups) if groups is not None else None
-    names = list(names) if names is not None else None
     # each frame is cut to its tiles as it comes and dropped: only the 16 tiles (at most
     # 256² each) of every frame are held, not the frames (24 of 2048² in float64 were
     # 1.1 GB), and a generator reading the frames one by one is never held whole
@@ -193,8 +191,8 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
     biases = tiles_of(biases)
     sat_frac = []
     flats = tiles_of(flats, saturation=sat_frac)
-    groups = groups if groups is not None else [""] * len(flats)
-    names = names if names is not None else [f"flat {i + 1}" for i in range(len(flats))]
+    groups = list(groups) if groups is not None else [""] * len(flats)
+    names = list(names) if names is not None else [f"flat {i + 1}" for i in range(len(flats))]
     if len(biases) < 2:
         _refuse(f"that needs two bias frames or more, and there {_are(len(biases), 'is')}")
     if len(flats) < 2:

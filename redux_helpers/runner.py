@@ -417,8 +417,9 @@ class _Kernel:
     notebook before is left, while the modules it imported stay imported), closes any
     figure, forgets the masters `masters.load_masters` kept (112 MB for a 2048² night's
     superbias and two superflats; reading them again costs a notebook ~0.1 s) and gives
-    the freed memory back (`_TRIM`); the notebooks change no other global state (each sets the helpers' log
-    level itself). The kernel starts in the notebooks' folder, as papermill's ``cwd``.
+    the freed memory back (`_TRIM`); the notebooks change no other global state (each
+    sets the helpers' log level itself). The kernel starts in the notebooks' folder, as
+    papermill's ``cwd``.
     """
 
     def __init__(self, folder):
