@@ -232,6 +232,31 @@ def test_later_pass_is_astroscrappys_second_iteration(truth_frame):
                                atol=1e-3)
 
 
+@pytest.mark.parametrize("sepmed", [True, False])
+def test_mended_update_mask_is_astroscrappys(sepmed):
+    """`cosmics._update_mask` (no leak, no median when nothing saturates) is astroscrappy's.
+
+    On the crowded frame with saturated stars: the saturated cores grown, and the bad
+    pixels grown by one, pixel for pixel; with ``satlevel`` infinite, the grown bad pixels
+    only.
+    """
+    data, truth = _other_frame()
+    cosmics._astroscrappy()
+    original = cosmics._REPLACED["update_mask"]
+    bad = np.zeros(data.shape, np.uint8)
+    bad[::37, ::41] = 1
+    for satlevel in (60000.0, 30000.0, np.inf):
+        theirs, ours = bad.copy(), bad.copy()
+        original(data, theirs, satlevel, sepmed)
+        cosmics._update_mask(data, ours, satlevel, sepmed)
+        np.testing.assert_array_equal(ours, theirs)
+        grown = ndimage.binary_dilation(bad, np.ones((3, 3), bool))
+        if np.isfinite(satlevel):   # the saturated stars' cores are in: 60000 is the clip
+            assert ours.sum() > grown.sum() + 200
+        else:   # astroscrappy's 3x3 growth leaves the outermost pixels as they were
+            assert np.array_equal(ours[1:-1, 1:-1].astype(bool), grown[1:-1, 1:-1])
+
+
 def test_check_seeds_on_known_shapes():
     """The exact seed test keeps a hit and takes back a star's core flagged by mistake."""
     rng = np.random.default_rng(5)
