@@ -71,6 +71,19 @@ def test_plane_recovers_the_gradient(field):
     assert isinstance(rms, float) and abs(rms / np.median(sigma) - 1) < 0.05
 
 
+def test_plane_is_the_least_squares_plane_of_the_kept_pixels():
+    """The plane summed by rows and columns is the least-squares fit over the pixels kept."""
+    rng = np.random.default_rng(3)
+    ny, nx = 150, 230
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    data = 500.0 + 0.3 * xx - 0.7 * yy + rng.normal(0, 4.0, (ny, nx))
+    bad = rng.random((ny, nx)) < 0.3
+    model, _ = background.sky_model(data, bad=bad, method="plane", sigma=50.0)  # no clipping
+    design = np.column_stack([np.ones((~bad).sum()), xx[~bad], yy[~bad]])
+    coef = np.linalg.lstsq(design, data[~bad], rcond=None)[0]
+    np.testing.assert_allclose(model, coef[0] + coef[1] * xx + coef[2] * yy, rtol=1e-10)
+
+
 def test_source_mask_covers_stars_and_grows_by_dilate():
     rng = np.random.default_rng(0)
     img = rng.normal(0.0, 1.0, (80, 80))
