@@ -287,9 +287,9 @@ def combine_stack(frames, *, sigma=5.0, snoise=0.1, method="mean", weights=None)
     exposure = np.zeros(shape, np.float32)
     per_frame_rej = np.zeros(len(frames), np.int64)
     per_frame_use = np.zeros(len(frames), np.int64)
-    # rows in bands of ~4 million values: the working arrays stay ~100 MB however many
+    # rows in bands of ~2 million values: the working arrays stay ~60 MB however many
     # frames there are (in-memory frames are held by the caller, stored ones on disk)
-    step = max(1, int(4e6 // (len(frames) * shape[1])))
+    step = max(1, int(2e6 // (len(frames) * shape[1])))
     for y0 in range(0, shape[0], step):
         rows = slice(y0, min(y0 + step, shape[0]))
         data, var, mask = zip(*(f.band(rows) for f in frames), strict=True)
