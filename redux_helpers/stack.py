@@ -188,9 +188,6 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
     if reject_bits is None:
         reject_bits = 0xFFFF & ~masks.bit("REPAIRED")
     area = 1.0 / abs(np.linalg.det(transform.matrix))
-    out = np.zeros(out_shape, np.float32)
-    var = np.zeros(out_shape, np.float32)
-    bits = np.zeros(out_shape, np.uint16)
     d = np.nan_to_num(np.asarray(data, np.float32))
     v = np.nan_to_num(np.asarray(variance, np.float32))
     m = np.asarray(mask, np.uint16) if mask is not None else np.zeros(data.shape, np.uint16)
@@ -201,19 +198,27 @@ def resample(data, variance, mask, transform: Transform, out_shape, *, exptime=1
         m = masks.flag(m, unexplained, "NODATA")
     reject_bits = int(reject_bits) | masks.bit("NODATA")
     m = m & np.uint16(reject_bits)
-    for dy, dx, wgt in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
-                        (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
-        out += wgt * take(d, dy, dx)
-        var += wgt * wgt * take(v, dy, dx)
+    # the frame's weight, before the output planes exist (its median copies the sky values)
+    good = (m == 0) & np.isfinite(np.asarray(variance)) & (v > 0)
+    weight = float(1.0 / (np.median(v[good]) * area ** 2)) if good.any() else 0.0
+    del good
+    out = np.zeros(out_shape, np.float32)
+    var = np.zeros(out_shape, np.float32)
+    bits = np.zeros(out_shape, np.uint16)
+    term = np.empty(out_shape, np.float32)   # each product made here, not in a new array
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        wgt = (wx if dx else 1 - wx) * (wy if dy else 1 - wy)   # one weight image at a time
+        out += np.multiply(wgt, take(d, dy, dx), out=term)
+        np.multiply(wgt, wgt, out=term)
+        var += np.multiply(term, take(v, dy, dx), out=term)
         # a neighbour with (almost) no weight does not pass its mask on
         bits |= np.where(wgt > 1e-3, take(m, dy, dx), 0).astype(np.uint16)
     bits[~inside] |= np.uint16(masks.bit("NODATA"))
     out[~inside] = np.nan
     var[~inside] = np.nan
-    good = (m == 0) & np.isfinite(np.asarray(variance)) & (v > 0)
-    weight = float(1.0 / (np.median(v[good]) * area ** 2)) if good.any() else 0.0
-    return Resampled(out * np.float32(area), var * np.float32(area ** 2), bits, float(exptime),
-                     weight, filter)
+    out *= np.float32(area)          # in place: a 2048² frame's copies were 32 MB more
+    var *= np.float32(area ** 2)
+    return Resampled(out, var, bits, float(exptime), weight, filter)
 
 
 @dataclass
