@@ -283,7 +283,8 @@ def repair(data, mask_bits, *, bits=REPAIR_BITS, kernel_sigma=1.5):
     Returns
     -------
     repaired : 2-D float array
-        A copy of ``data`` with the flagged pixels replaced.
+        A copy of ``data`` with the flagged pixels replaced: float32 if ``data`` is,
+        float64 otherwise.
     mask : uint16 array
         A copy of ``mask_bits`` with ``REPAIRED`` set where a value was replaced.
 
@@ -300,7 +301,9 @@ def repair(data, mask_bits, *, bits=REPAIR_BITS, kernel_sigma=1.5):
     """
     from astropy.convolution import Gaussian2DKernel
 
-    data = np.array(data, dtype=np.float64)
+    data = np.asarray(data)
+    if data.dtype != np.float32:    # a float32 frame stays float32 (its values are kept
+        data = data.astype(np.float64)   # exactly; the repaired ones are float32 anyway)
     mask_bits = np.asarray(mask_bits)
     if mask_bits.shape != data.shape:
         msg = f"mask has shape {mask_bits.shape} but the image has shape {data.shape}"
