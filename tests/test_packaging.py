@@ -31,6 +31,9 @@ def test_notebooks_are_committed_without_outputs_and_declare_parameters():
     assert all(p.is_file() for p in notebooks)
     for path in notebooks:
         nb = json.loads(path.read_text())
+        # nbformat renames a repeated cell id and warns in the user's terminal at every run
+        ids = [c.get("id") for c in nb["cells"]]
+        assert len(set(ids)) == len(ids), f"{path.name}: cell ids repeat"
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert not any(c.get("outputs") or c.get("execution_count") for c in code), path.name
         params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
