@@ -368,6 +368,10 @@ def main():
     for v, r in res.items():
         per = [f" {r['steps'][s]:.1f} |" if s in r.get("steps", {}) else " |" for s in steps]
         print(f"| {v} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss_mb']:.0f} |" + "".join(per))
+    if {"suite", "reference"} <= set(res):
+        su, ref = res["suite"], res["reference"]
+        print(f"\nsuite / reference: wall {su['wall'] / ref['wall']:.2f}, CPU "
+              f"{su['cpu'] / ref['cpu']:.2f}, peak RSS {su['rss_mb'] / ref['rss_mb']:.2f}", end="")
     for f, (med, spread, n) in truth.items():
         print(f"\nthe suite's {f} stack against the truth: star flux / true flux {med:.4f} "
               f"(median of {n} unsaturated isolated stars; scatter {100 * spread:.2f} %)", end="")
