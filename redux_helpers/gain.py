@@ -178,14 +178,14 @@ def photon_transfer(biases, flats, *, groups=None, names=None, sections=None, fr
         for f in frames:
             if saturation is not None:
                 saturation.append(float(np.mean(np.asarray(f)[area] >= saturate)))
-            a = _image_area(f, sections)
+            a, offset = _area_and_offset(f, sections)   # only the tiles become float
             if shape is None:
                 shape = a.shape
                 boxes = _region(shape, fraction, tiles)
             if a.shape != shape:
                 msg = "bias and flat frames must have one shape (trim them the same way)"
                 raise ValueError(msg)
-            out.append([a[t].copy() for t in boxes])
+            out.append([a[t].astype(float) - offset for t in boxes])
         return out
 
     biases = tiles_of(biases)
@@ -292,11 +292,17 @@ def _image_area(frame, sections):
     One level per frame, not one per row: a row's median of a few overscan columns has
     noise of its own, which would add to the read noise measured.
     """
+    area, offset = _area_and_offset(frame, sections)
+    return area.astype(float) - offset
+
+
+def _area_and_offset(frame, sections):
+    """(the frame's image area as it is, the overscan's median to subtract: 0 without)."""
     frame = np.asarray(frame)
     if sections is None:
-        return frame.astype(float)
+        return frame, 0.0
     (by, bx), (ty, tx) = sections
-    return frame[ty, tx].astype(float) - np.median(frame[by, bx].astype(float))
+    return frame[ty, tx], float(np.median(frame[by, bx].astype(float)))
 
 
 def _are(n, verb):
