@@ -89,3 +89,12 @@ def test_a_long_step_says_how_far_it_has_got(tmp_path, capsys):
     assert lines[-1].endswith("2 file(s) written")
     time.sleep(0.3)
     assert "so far" not in capsys.readouterr().out            # stopped means silent
+
+
+def test_the_runner_skips_rfc3987s_grammar():
+    """papermill's jsonschema would compile rfc3987_syntax's grammar (1 s, 23 MB) per run."""
+    code = ("import sys, redux_helpers.runner, papermill, jsonschema; "
+            "print(sys.modules.get('rfc3987_syntax', 'absent'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() in ("None", "absent"), r.stdout + r.stderr
