@@ -145,8 +145,10 @@ def detect_cosmics(data, *, uncertainty=None, bad=None, read_noise, backend="ast
         # astroscrappy misses hits in the outer 2-3 rows and columns (its filters stop
         # short of the edge): it runs on the frame mirrored out by EDGE_PAD pixels
         pad = EDGE_PAD
+        padded = np.pad(filled, pad, mode="reflect")
+        filled = padded[pad:-pad, pad:-pad]   # the same values: one frame-sized copy fewer
         crmask, _ = astroscrappy.detect_cosmics(
-            np.pad(filled, pad, mode="reflect"), inmask=np.pad(bad, pad, mode="reflect"),
+            padded, inmask=np.pad(bad, pad, mode="reflect"),
             sigclip=cr_threshold, sigfrac=neighbor_threshold / cr_threshold, objlim=contrast,
             gain=1.0, readnoise=read_noise, satlevel=saturate if saturate else np.inf,
             niter=1 if sepmed else maxiter, sepmed=sepmed, cleantype="meanmask",
