@@ -286,18 +286,12 @@ def _pair_gains(flats, pairs, n_tiles, signal, level, var_b, *, sigma):
     return gains, variance
 
 
-def _image_area(frame, sections):
-    """A frame in float ADU; trimmed, minus its overscan's median, if asked.
+def _area_and_offset(frame, sections):
+    """(the frame's image area as it is, its overscan's median to subtract; 0 without).
 
     One level per frame, not one per row: a row's median of a few overscan columns has
     noise of its own, which would add to the read noise measured.
     """
-    area, offset = _area_and_offset(frame, sections)
-    return area.astype(float) - offset
-
-
-def _area_and_offset(frame, sections):
-    """(the frame's image area as it is, the overscan's median to subtract: 0 without)."""
     frame = np.asarray(frame)
     if sections is None:
         return frame, 0.0

@@ -81,8 +81,8 @@ def give_back_memory():
     memory. ``malloc_trim`` hands the free pages of every heap back (a few ms). Where
     the C library is not glibc it does nothing.
     """
-    if _TRIM is not None:
-        _TRIM(0)
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _malloc_trim():
@@ -92,7 +92,7 @@ def _malloc_trim():
         return None
 
 
-_TRIM = _malloc_trim()
+_MALLOC_TRIM = _malloc_trim()
 
 
 def _giving_back(func):

@@ -102,8 +102,12 @@ def test_factor_two_and_bias_variance_matter():
     assert m.gain == pytest.approx(TRUE_GAIN, rel=0.02)
     assert m.read_noise == pytest.approx(20.0, rel=0.03)
     # the wrong formulas on the same frames
-    b = [gainmod._image_area(x, cam.sections) for x in biases[:2]]
-    f = [gainmod._image_area(x, cam.sections) for x in flats[:2]]
+    def image_area(frame):   # trimmed, in float ADU, minus the overscan's level
+        area, offset = gainmod._area_and_offset(frame, cam.sections)
+        return area.astype(float) - offset
+
+    b = [image_area(x) for x in biases[:2]]
+    f = [image_area(x) for x in flats[:2]]
     s = f[0].mean() + f[1].mean() - b[0].mean() - b[1].mean()
     no_bias_var = s / np.var(f[0] - f[1])
     no_factor_two = s / 2 / (np.var(f[0] - f[1]) - np.var(b[0] - b[1]))
