@@ -6,9 +6,11 @@ noise, read noise 9 e-, ~200 Gaussian stars of FWHM ~3.2 px, ~600 cosmic-ray tra
 times ``redux_helpers.cosmics.detect_cosmics(data, read_noise=9.0, ...)`` for each
 variant, each in its own process:
 
-* ``default``: the defaults (astroscrappy, separable median checked by ``check_seeds``,
+* ``default``: the defaults (``backend='exact'``: exact medians where a hit can be,
   ``maxiter=2``);
 * ``default+guard``: the same with ``star_guard=True``;
+* ``astroscrappy``: astroscrappy's separable median checked by ``check_seeds``, the
+  default before 2026-12-04;
 * ``astroscrappy-exact``: the previous astroscrappy setting (exact medians, no checks,
   ``maxiter=4``, a 2 px saturation margin);
 * ``lacosmic``: lacosmic as it ran before (``maxiter=4``, no star guard, 2 px margin);
@@ -40,6 +42,7 @@ N_STARS, N_TRACKS = 200, 600
 VARIANTS = {
     "default": {},
     "default+guard": {"star_guard": True},
+    "astroscrappy": {"backend": "astroscrappy"},
     "astroscrappy-exact": {"backend": "astroscrappy", "sepmed": False, "star_guard": False,
                            "maxiter": 4, "margin": 2},
     "lacosmic": {"backend": "lacosmic", "star_guard": False, "maxiter": 4, "margin": 2},
