@@ -39,6 +39,7 @@ from astropy.wcs import WCS
 from scipy import ndimage
 
 from .errors import ReduxError
+from .morphology import within
 from .skywcs import pixel_area_arcsec2
 
 log = logging.getLogger(__name__)
@@ -430,9 +431,7 @@ def star_mask(continuum, line, *, fwhm_px, nsigma=5.0, max_line_ratio=0.2, grow=
     line_sum = ndimage.sum_labels(np.nan_to_num(np.asarray(line, float)), lab, ids)
     stars = ids[line_sum < max_line_ratio * cont_sum]
     mask = np.isin(lab, stars)
-    r = max(1, int(round(grow * fwhm_px)))
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return ndimage.binary_dilation(mask, structure=(xx ** 2 + yy ** 2) <= r * r)
+    return within(mask, max(1, int(round(grow * fwhm_px))))
 
 
 def align(image_on_ref, reference, *, max_shift_px=10.0, upsample=20):

@@ -73,6 +73,8 @@ import numpy as np
 from astropy.stats import mad_std
 from scipy import ndimage
 
+from .morphology import grow_square, pixels, window_min, within
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("exact", "astroscrappy", "lacosmic")
@@ -145,7 +147,7 @@ def detect_cosmics(data, *, uncertainty=None, bad=None, read_noise, backend="exa
         finally:
             astropy_log.setLevel(level)
     elif backend == "exact":
-        keep_out = bad if not saturate else bad | _grown(filled >= saturate, 4)
+        keep_out = bad if not saturate else bad | grow_square(filled >= saturate, 4)
         crmask = first_pass(filled, bad=keep_out, read_noise=read_noise, contrast=contrast,
                             cr_threshold=cr_threshold, neighbor_threshold=neighbor_threshold)
         crmask = _later_passes(filled, crmask, keep_out, maxiter - 1, read_noise=read_noise,
@@ -266,15 +268,15 @@ def _laplacian_tests(data, where, read_noise):
     or 3 pixels), each of its values once: the cost follows the number of pixels asked
     for, not the frame. The frame is mirrored at its edges.
     """
-    ys, xs = _pixels(where)
+    ys, xs = pixels(where)
     if not len(ys):
         return ys, xs, np.zeros(0, np.float32), np.zeros(0, np.float32)
     P = _PAD
     img = np.pad(np.asarray(data, np.float32), P, mode="reflect")
     asked = np.zeros(img.shape, bool)
     asked[ys + P, xs + P] = True
-    y2, x2 = _pixels(_grown(asked, 2))    # within 2 px: noise, S/N
-    y3, x3 = _pixels(_grown(asked, 3))    # within 3 px: 3x3 medians
+    y2, x2 = pixels(grow_square(asked, 2))    # within 2 px: noise, S/N
+    y3, x3 = pixels(grow_square(asked, 3))    # within 3 px: 3x3 medians
     # the variance's 5x5 median is that of the image, clipped at 0, plus the read noise²:
     # a rank statistic of an odd number of values commutes with a rising function, so no
     # variance image (16 MB for a 2048² frame) is made
@@ -311,7 +313,7 @@ def check_seeds(data, crmask, *, read_noise, contrast=5.0, cr_threshold=5.0):
     seeds = np.zeros(crmask.shape, bool)
     seed = _is_seed(sig, fine, contrast, cr_threshold)
     seeds[ys[seed], xs[seed]] = True
-    return np.asarray(crmask, bool) & _grown(seeds, 2)
+    return np.asarray(crmask, bool) & grow_square(seeds, 2)
 
 
 def clean_hits(data, crmask, bad=None):
@@ -321,7 +323,7 @@ def clean_hits(data, crmask, bad=None):
     a pixel with none keeps the median of its box.
     """
     out = np.array(data, np.float32)
-    ys, xs = _pixels(crmask)
+    ys, xs = pixels(crmask)
     if not len(ys):
         return out
     hidden = np.asarray(crmask, bool) if bad is None else np.asarray(crmask, bool) | bad
@@ -349,7 +351,7 @@ def first_pass(data, *, bad, read_noise, contrast=5.0, cr_threshold=5.0,
     never flagged (astroscrappy grows its mask so by one pixel).
     """
     data = np.asarray(data, np.float32)
-    bad = _grown(bad, 1)
+    bad = grow_square(bad, 1)
     P = 2
     img = np.pad(data, P, mode="reflect")
     ny, nx = data.shape
@@ -363,7 +365,7 @@ def first_pass(data, *, bad, read_noise, contrast=5.0, cr_threshold=5.0,
             np.maximum(term, 0, out=term)
             lap += term
     lap /= 4
-    low = _min_filter(img, 2)[P:P + ny, P:P + nx]      # 5x5 minimum <= 5x5 median
+    low = window_min(img, 2)[P:P + ny, P:P + nx]      # 5x5 minimum <= 5x5 median
     np.maximum(low, 0, out=low)
     low += np.float32(read_noise ** 2)
     np.sqrt(low, out=low)
@@ -386,18 +388,12 @@ def _grow_hits(data, seeds, *, bad, read_noise, cr_threshold, neighbor_threshold
     into theirs above ``neighbor_threshold`` (L.A.Cosmic), never onto ``bad`` pixels;
     the S/N made within 2 pixels of a seed (or taken from ``sig``, a frame of it)."""
     if sig is None:
-        ys, xs, sig_at, _ = _laplacian_tests(data, _grown(seeds, 2) & ~bad, read_noise)
+        ys, xs, sig_at, _ = _laplacian_tests(data, grow_square(seeds, 2) & ~bad, read_noise)
         sig = np.zeros(seeds.shape, np.float32)
         sig[ys, xs] = sig_at
     ok = ~bad
-    grown = _grown(seeds, 1) & ok & (sig > cr_threshold)
-    return _grown(grown, 1) & ok & (sig > neighbor_threshold)
-
-
-def _min_filter(image, r):
-    """The (2r + 1)² minimum of ``image`` (float), the window cut at the edges (scipy's
-    ``minimum_filter`` with ``mode='nearest'``): two 1-D passes (`_window_along`)."""
-    return _window_along(_window_along(image, r, 0, np.minimum), r, 1, np.minimum)
+    grown = grow_square(seeds, 1) & ok & (sig > cr_threshold)
+    return grow_square(grown, 1) & ok & (sig > neighbor_threshold)
 
 
 def later_pass(data, crmask, *, bad, read_noise, contrast=5.0, cr_threshold=5.0,
@@ -417,14 +413,14 @@ def later_pass(data, crmask, *, bad, read_noise, contrast=5.0, cr_threshold=5.0,
     crmask = np.asarray(crmask, bool)
     if not crmask.any():
         return crmask
-    bad = _grown(bad, 1)
+    bad = grow_square(bad, 1)
     cleaned = clean_hits(data, crmask, bad)
-    near = _grown(crmask, 6)
+    near = grow_square(crmask, 6)
     region = near & ~bad  # the cleaned pixels too: one can stand out still (astroscrappy)
     ys, xs, sig_at, fine_at = _laplacian_tests(cleaned, region, read_noise)
     sig = np.zeros(crmask.shape, np.float32)
     sig[ys, xs] = sig_at
-    within4 = _grown(crmask, 4)[ys, xs]
+    within4 = grow_square(crmask, 4)[ys, xs]
     hit = _is_seed(sig_at, fine_at, contrast, cr_threshold) & within4
     if not hit.any():
         return crmask
@@ -433,78 +429,6 @@ def later_pass(data, crmask, *, bad, read_noise, contrast=5.0, cr_threshold=5.0,
     return crmask | _grow_hits(cleaned, seeds, bad=~region, read_noise=read_noise,
                                cr_threshold=cr_threshold,
                                neighbor_threshold=neighbor_threshold, sig=sig)
-
-
-def within(mask, radius):
-    """The pixels within ``radius`` pixels (Euclidean, edge included) of a ``mask`` pixel.
-
-    ``distance_transform_edt(~mask) <= radius``, made from the mask's pixels and the
-    offsets of a disc when they are few (0.14 -> 0.002 s for a 2048² frame's saturated
-    cores), else by that transform.
-    """
-    mask = np.asarray(mask, bool)
-    r = int(np.floor(radius))
-    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
-    disc = oy ** 2 + ox ** 2 <= radius ** 2
-    ys, xs = _pixels(mask)
-    if len(ys) * disc.sum() > mask.size // 8:
-        return ndimage.distance_transform_edt(~mask) <= radius
-    out = np.zeros(mask.shape, bool)
-    for dy, dx in zip(oy[disc], ox[disc], strict=True):
-        y, x = ys + dy, xs + dx
-        inside = (y >= 0) & (y < mask.shape[0]) & (x >= 0) & (x < mask.shape[1])
-        out[y[inside], x[inside]] = True
-    return out
-
-
-def _pixels(mask):
-    """(ys, xs) of the True pixels of a 2-D ``mask``: ``np.nonzero``, 10x faster (1 ms
-    for a 2048² frame) by way of the flat indices."""
-    mask = np.asarray(mask, bool)
-    return np.divmod(np.flatnonzero(mask), mask.shape[1])
-
-
-def _grown(mask, r):
-    """``mask`` grown by ``r`` pixels in rows, columns and diagonals (a square of 2r + 1).
-
-    A binary dilation by a square, pixels beyond the edge clear: along each axis, the OR
-    of the mask shifted by 1, 2, 4, ... pixels (numpy's boolean ufuncs, which let other
-    threads run; 0.01 s a 2048² frame against 0.03 s for scipy's maximum filter, which
-    holds the interpreter).
-    """
-    out = np.array(mask, bool)
-    for axis in (0, 1):
-        out = _grown_along(out, r, axis)
-    return out
-
-
-def _grown_along(m, r, axis):
-    """``m`` (bool) grown by ``r`` pixels along ``axis``: out[i] = any(m[i - r:i + r + 1])."""
-    return _window_along(m, r, axis, np.logical_or)
-
-
-def _window_along(m, r, axis, op):
-    """``op`` (a ufunc: OR, minimum) over the window of ``2 r + 1`` centred on each
-    element along ``axis``, the window cut at the array's ends: spans doubled by
-    shifted views, 2 + log2(r) whole-array operations."""
-    if r <= 0:
-        return m
-    m = np.moveaxis(m, axis, 0)
-    n, width = m.shape[0], 2 * r + 1
-    # f[i] = op(m[i:i + span]), the span doubled until it reaches the window's width
-    f, span = m.copy(order="K"), 1     # in the frame's memory order, not transposed
-    while 2 * span <= width and span < n:
-        op(f[:n - span], f[span:], out=f[:n - span])
-        span *= 2
-    if span < min(width, n):             # op(m[i:i + width]): two overlapping spans
-        d = width - span
-        op(f[:n - d], f[d:], out=f[:n - d])
-    # the window centred on i starts at i - r; the first r are cut by the edge
-    out = np.empty_like(m)
-    out[r:] = f[:max(n - r, 0)]
-    head = op.accumulate(m[:2 * r], axis=0)
-    out[:r] = head[np.minimum(np.arange(r) + r, len(head) - 1)][:n]
-    return np.moveaxis(out, 0, axis)
 
 
 def star_like(data, crmask, *, ratio=STAR_NEIGHBOUR_RATIO):

@@ -118,29 +118,6 @@ def test_fill_nearest_by_boxes_is_the_whole_frames():
     np.testing.assert_array_equal(fill_nearest(data, many), data[tuple(idx)])
 
 
-def test_mask_growth_is_scipys():
-    """`_grown` (numpy ORs) is scipy's maximum filter, `within` the distance transform's
-    threshold, `_min_filter` scipy's minimum filter: edges, sizes and fill fractions."""
-    rng = np.random.default_rng(2)
-    for shape in [(1, 1), (3, 5), (7, 2), (57, 61)]:
-        for frac in (0.01, 0.3):
-            m = rng.random(shape) < frac
-            for r in range(0, 8):
-                want = ndimage.maximum_filter(m.view(np.uint8), size=2 * r + 1,
-                                              mode="constant").view(bool)
-                np.testing.assert_array_equal(cosmics._grown(m, r), want)
-            for radius in (0.5, 1, 2.5, 3):   # (scipy's transform of no mask is not empty)
-                np.testing.assert_array_equal(cosmics.within(m, radius),
-                                              ndimage.distance_transform_edt(~m) <= radius
-                                              if m.any() else m)
-        img = rng.normal(size=shape).astype(np.float32)
-        for r in (1, 2, 3):   # the window cut at the edge: scipy's "nearest" for a minimum
-            np.testing.assert_array_equal(cosmics._min_filter(img, r),
-                                          ndimage.minimum_filter(img, 2 * r + 1, mode="nearest"))
-        ys, xs = cosmics._pixels(m)
-        np.testing.assert_array_equal(np.c_[ys, xs], np.argwhere(m))
-
-
 # ---- the goal, against the truth ---------------------------------------------------
 def _demo_frame():
     """A 300 s R frame of the 1024² demo night in electrons: data, truth."""

@@ -9,6 +9,7 @@ import numpy as np
 from astropy.stats import SigmaClip
 
 from ..errors import ReduxError
+from ..morphology import within
 from ..smoothing import smooth
 from .constants import MIN_SKY_PIXELS
 
@@ -151,10 +152,8 @@ def _mask_of(segm, shape, *, dilate, except_at=None):
             segm.remove_label(int(segm.data[iy, ix]))
             if segm.n_labels == 0:
                 return np.zeros(shape, bool)
-    if dilate and dilate > 0:
-        r = int(np.ceil(dilate))
-        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-        return segm.make_source_mask(footprint=(xx ** 2 + yy ** 2) <= dilate ** 2)
+    if dilate and dilate > 0:   # the disc x² + y² <= dilate², as photutils' footprint
+        return within(segm.data > 0, dilate)
     return segm.data > 0
 
 
