@@ -44,11 +44,13 @@ def _as_image(data, bad, what="data"):
 def _threshold(work, ignore, nsigma):
     """photutils' ``detect_threshold`` as one number: clipped mean + nsigma x clipped std.
 
-    The statistics are taken on every second pixel of every second row: in a smoothed
-    image neighbours are correlated, so a quarter of the pixels gives the same level to
-    a fraction of its noise, four times faster.
+    The statistics are taken on every ``step``-th pixel of every ``step``-th row, ``step``
+    at least 2 and enough to leave about 2^18 pixels (2 up to 1024², 4 for 2048²): in a
+    smoothed image neighbours are correlated, and a quarter of a million pixels gives the
+    level to a fraction of its noise (its standard deviation to 0.14 %), faster.
     """
-    sub, sub_bad = work[::2, ::2], ignore[::2, ::2]
+    step = max(2, int(np.sqrt(work.size / 2 ** 18)))
+    sub, sub_bad = work[::step, ::step], ignore[::step, ::step]
     if (~sub_bad).sum() < MIN_SKY_PIXELS:
         sub, sub_bad = work, ignore
     clipped = SigmaClip(sigma=3.0, maxiters=10)(sub[~sub_bad], masked=False)
