@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from . import __version__, products
-from .fitsio import write_text
+from .atomic import write_text
 
 RECORD_DIR = ".redux"
 

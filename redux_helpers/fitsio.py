@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning
 
 from . import headers, masks
+from .atomic import atomic_path, write_text  # noqa: F401 - products are written through them
 from .errors import FrameError
 
 log = logging.getLogger(__name__)
@@ -208,31 +208,6 @@ def read_frame(path, overrides: dict | None = None, dtype=np.float32, *, whole=F
         if offset:
             data = data + np.asarray(offset, dtype)
         return data, header
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path, text) -> Path:
-    """Write a text file (a DS9 region file, a note) whole: a temporary file, then renamed."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
 
 
 def write_html_figure(fig, path) -> Path:

@@ -20,6 +20,7 @@ from astropy.table import Table
 from . import headers, parallel
 from .errors import FrameError, ReduxError
 from .fitsio import frame_stem, is_fits_name, read_frame
+from .products import check_not_products  # noqa: F401 - build_inventory's first check
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +108,6 @@ def describe_frame(path, settings: dict | None = None, *, raw_dir=None) -> dict:
                min=float(img.min()), max=float(img.max()),
                sat_frac=float(np.mean(img >= row["saturate"])), nan_frac=nan_frac)
     return row
-
-
-def check_not_products(raw_dir):
-    """Refuse a raw folder that is (inside) a redux products folder (it has ``.redux/``)."""
-    raw = Path(raw_dir).resolve()
-    for folder in (raw, *list(raw.parents)[:2]):
-        if (folder / ".redux").is_dir():
-            msg = (f"raw_dir {raw_dir} is (inside) a redux products folder ({folder}): raw_dir "
-                   "must name the telescope's raw frames, never products; fix raw_dir in the "
-                   "manifest")
-            raise ReduxError(msg)
 
 
 def build_inventory(raw_dir, settings: dict | None = None, *, progress=None,
@@ -427,6 +417,16 @@ def _object_filter_words(rows) -> list[str]:
             return []
         found.add(hit[0])
     return sorted(found)
+
+
+def problem_notes(root) -> list[str]:
+    """`problem_summary` of the problems table 00 wrote under the target's products
+    folder ``root``; none when there is no table."""
+    from .fitsio import read_table
+    from .products import path
+
+    table = path(lambda step: Path(root) / step, "problems")
+    return problem_summary(read_table(table)) if table.is_file() else []
 
 
 def problem_summary(problems, *, limit=6) -> list[str]:

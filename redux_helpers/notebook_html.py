@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .atomic import write_text
 from .errors import ReduxError
-from .fitsio import write_text
 
 #: The MathJax configuration nbconvert's own default asks for, from the local copy.
 MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"

@@ -32,8 +32,6 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from astropy.io import fits
-
 STEPS = ("00_inspect", "01_superbias", "02_superflat", "03_cosmics", "04_calibrate",
          "05_background", "06_badpix", "07_stack", "08_photometry", "09_hii_regions",
          "10_halpha_muse", "11_qa")
@@ -246,8 +244,23 @@ def stacks_in(folder) -> dict[str, Path]:
         if not m:
             continue
         try:
+            from astropy.io import fits
+
             filt = fits.getheader(p).get("FILTER")
         except OSError:
             filt = None
         found[str(filt) if filt not in (None, "") else m["filter"]] = p
     return found
+
+
+def check_not_products(raw_dir):
+    """Refuse a raw folder that is (inside) a redux products folder (it has ``.redux/``)."""
+    from .errors import ReduxError
+
+    raw = Path(raw_dir).resolve()
+    for folder in (raw, *list(raw.parents)[:2]):
+        if (folder / ".redux").is_dir():
+            msg = (f"raw_dir {raw_dir} is (inside) a redux products folder ({folder}): raw_dir "
+                   "must name the telescope's raw frames, never products; fix raw_dir in the "
+                   "manifest")
+            raise ReduxError(msg)

@@ -20,10 +20,12 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-
-from astropy.io import fits
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:         # astropy is imported where a header is made (`stamp`): the
+    from astropy.io import fits  # `redux` command reads this module's constant only
 
 #: Environment variable through which the runner gives a step's kernel its fingerprint.
 FINGERPRINT_ENV = "REDUX_FINGERPRINT"
@@ -50,6 +52,8 @@ def stamp(header: fits.Header | None, *, step: str, inputs=(), masters: dict | N
     params : dict, optional
         The choices that shaped the product (sigma, method, ...).
     """
+    from astropy.io import fits
+
     h = fits.Header() if header is None else header.copy()
     h["REDXSTEP"] = (step, "redux step that made this file")
     h["REDXVER"] = (__version__, "redux version")
@@ -79,6 +83,7 @@ def masters_of(headers, kinds=("bias", "dark", "flat")) -> dict:
     frames' headers give them (`MASTER_KEYS`), the distinct ones joined by ', ';
     None for a kind no frame names (`stamp` writes it as 'none').
 
+    >>> from astropy.io import fits
     >>> h1, h2 = fits.Header({"FLATFILE": "superflat_Ha.fits"}), fits.Header()
     >>> masters_of([h1, h2], kinds=("flat", "dark"))
     {'flat': 'superflat_Ha.fits', 'dark': None}

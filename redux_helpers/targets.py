@@ -12,7 +12,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from . import demo, fitsio
 from .errors import ReduxError
 from .manifest import Target, load_target
 from .products import STEPS, path, stack_file, stacks_in
@@ -65,7 +64,9 @@ class Paths:
         ``file`` is the raw frame's name as the inventory gives it (with or without its
         FITS suffix); the first of ``keys`` whose file exists wins.
         """
-        stem = fitsio.frame_stem(file)
+        from .fitsio import frame_stem
+
+        stem = frame_stem(file)
         for key in keys:
             p = self.product(key, stem=stem)
             if p.is_file():
@@ -118,6 +119,8 @@ def make_demo_night(target: Target) -> Path | None:
         msg = (f"{target.manifest}: demo target '{target.name}' needs raw_dir ending in "
                "'/raw' (the truth is written beside it)")
         raise ReduxError(msg)
+    from . import demo
+
     return demo.ensure_demo(target.raw_dir.parent, target.settings["demo"])
 
 
@@ -125,6 +128,8 @@ def demo_truth(target: Target):
     """The demo's truth for a demo target, else None (real nights have no truth)."""
     if "demo" not in target.settings:
         return None
+    from . import demo
+
     return demo.Truth(target.raw_dir.parent)
 
 

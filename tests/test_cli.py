@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, write_manifest
 
 
@@ -98,3 +100,30 @@ def test_the_runner_skips_rfc3987s_grammar():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120, cwd=REPO)
     assert r.returncode == 0 and r.stdout.strip() in ("None", "absent"), r.stdout + r.stderr
+
+
+@pytest.mark.notebooks
+def test_the_redux_command_never_imports_astropy(rotated_demo, tmp_path):
+    """A run of 00 on a night whose flats saturate: the command prints 00's problems
+    (read in the kernel) and its own process imports neither astropy nor scipy (35-40 MB
+    and 0.4 s of every run and batch worker)."""
+    import shutil
+
+    from astropy.io import fits
+
+    root, _ = rotated_demo
+    raw = tmp_path / "raw"
+    shutil.copytree(root / "raw", raw)
+    for p in sorted(raw.glob("*flat*R*"))[:1]:        # one R flat saturated: a warning
+        with fits.open(p, mode="update") as h:
+            h[0].data[:] = 65535
+    m = write_manifest(tmp_path / "m.yaml", {"night": {"raw_dir": str(raw)}})
+    code = ("import sys\n"
+            "from redux_helpers import cli\n"
+            f"rc = cli.main(['run', 'night', '--manifest', {str(m)!r}, '--products', "
+            f"{str(tmp_path / 'out')!r}, '--only', '00', '--no-html'])\n"
+            "print('RC', rc, sorted({n.split('.')[0] for n in sys.modules} & {'astropy', 'scipy'}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
+    assert "RC 0 []" in r.stdout, r.stdout + r.stderr
+    assert "saturat" in r.stdout.lower(), r.stdout
