@@ -37,9 +37,12 @@ exact median). Two checks, on the few flagged pixels only, take them back:
   Its price: a hit on a star's core fainter than about the core itself, or on a star's
   flank fainter than the flank's slope, is taken back with it (those pixels are lost to
   photometry of that star anyway).
-  It is off by default (``star_guard=False``): the exact seed test alone leaves no star
-  core flagged on the test frames, and on the 256² demo night the guard took back 5 of
-  490 hit pixels, tracks across bright stars (recall 95.3 % → 94.3 %).
+  It is on by default for ``'exact'`` and off for the others (``star_guard=None``): on
+  the 1024² demo's 14 frames the exact medians flag 127 pixels of bright light (compact
+  Hα knots, star cores) that no cosmic ray hit, 2 with the guard (astroscrappy's checked
+  separable median: 18), for a recall of 99.0 % against 99.3 % of the 7672 hit pixels;
+  with astroscrappy's check alone no star core is flagged on the test frames, and on the
+  256² demo night the guard took back 5 of 490 hit pixels (recall 95.3 % → 94.3 %).
 
 Two passes (``maxiter=2``) flag as much as four on the demo and on
 ``tests/test_cosmics.py``'s crowded frame, in half the time; the second catches the
@@ -85,7 +88,7 @@ STAR_NEIGHBOUR_RATIO = 0.3   # a star's direct neighbours stand above this share
 
 def detect_cosmics(data, *, uncertainty=None, bad=None, read_noise, backend="exact",
                    contrast=5.0, cr_threshold=5.0, neighbor_threshold=2.5, maxiter=2,
-                   saturate=None, saturated=None, margin=3, sepmed=True, star_guard=False):
+                   saturate=None, saturated=None, margin=3, sepmed=True, star_guard=None):
     """Return a boolean mask of cosmic-ray pixels in a frame in electrons.
 
     Parameters
@@ -114,9 +117,9 @@ def detect_cosmics(data, *, uncertainty=None, bad=None, read_noise, backend="exa
     sepmed : bool
         astroscrappy only: its separable median filters (fast), checked afterwards by
         `check_seeds`; False runs its exact medians (2.3× the CPU time) unchecked.
-    star_guard : bool
+    star_guard : bool, optional
         Take back groups whose brightest pixel looks like a star's core (`star_like`);
-        off by default (see the module description).
+        None: on for ``'exact'``, off for the others (see the module description).
 
     Returns
     -------
@@ -177,6 +180,8 @@ def detect_cosmics(data, *, uncertainty=None, bad=None, read_noise, backend="exa
                                    cr_threshold=cr_threshold,
                                    neighbor_threshold=neighbor_threshold)
     crmask = np.asarray(crmask, bool)
+    if star_guard is None:
+        star_guard = backend == "exact"
     if star_guard:
         crmask = crmask & ~star_like(filled, crmask)
     if saturated is not None and margin and np.any(saturated):
