@@ -449,7 +449,14 @@ def star_like(data, crmask, *, ratio=STAR_NEIGHBOUR_RATIO):
     if not n:
         return np.zeros(crmask.shape, bool)
     data = np.asarray(data, np.float32)
-    peaks = np.asarray(ndimage.maximum_position(data, labels, np.arange(1, n + 1)))
+    # each group's brightest pixel (the first in row order among equals) from the flagged
+    # pixels alone: scipy's maximum_position sorts the whole frame (0.4-0.8 s a 2048²
+    # frame, against 0.02 s)
+    ys, xs = pixels(crmask)
+    lab, val = labels[ys, xs], data[ys, xs]
+    order = np.lexsort((-val, lab))
+    first = order[np.r_[True, lab[order][1:] != lab[order][:-1]]]
+    peaks = np.c_[ys[first], xs[first]]
     box = _windows(data, peaks[:, 0], peaks[:, 1], 4)                      # (n, 9, 9)
     border = np.concatenate([box[:, 0], box[:, -1], box[:, 1:-1, 0], box[:, 1:-1, -1]], axis=1)
     sky = np.median(border, axis=1)
