@@ -60,3 +60,47 @@ def test_notebooks_in_one_kernel_start_clean_and_their_garbage_is_collected(tmp_
     assert runner.FINGERPRINT_ENV == "REDUX_FINGERPRINT"
     assert _outputs(b.with_suffix(".out.ipynb")) == ["False 0 True True b:2\n"]
     assert len(clients) == 1
+
+
+def test_pages_are_written_by_the_runs_end_and_a_failed_one_stops_it(tmp_path, monkeypatch):
+    """The HTML pages render in a thread while the next step runs; all are there when the
+    run ends; a page that fails stops the run at the next step (or at the end); a full
+    disk is named as such."""
+    import errno
+    import threading
+    import time
+
+    from redux_helpers.errors import ReduxError
+
+    gate = threading.Event()
+
+    def render(nb):
+        gate.wait(5)
+        if "broken" in nb.name:
+            raise ReduxError(f"{nb}: its HTML page could not be made")
+        if "full" in nb.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        nb.with_suffix(".html").write_text("page")
+
+    monkeypatch.setattr(runner.notebook_html, "write_html", render)
+    with runner._Pages(tmp_path, enabled=True) as pages:
+        pages.render("00_inspect", tmp_path / "00_inspect.ipynb")
+        pages.check()                    # still rendering: the next step may start
+        assert not (tmp_path / "00_inspect.html").exists()
+        gate.set()
+    assert (tmp_path / "00_inspect.html").read_text() == "page"
+
+    gate.clear()
+    with pytest.raises(ReduxError, match="could not be made"):
+        with runner._Pages(tmp_path, enabled=True) as pages:
+            pages.render("01_superbias", tmp_path / "broken.ipynb")
+            gate.set()
+            time.sleep(0.3)
+            pages.check()                # the next step's start: the run stops here
+            raise AssertionError("the failed page did not stop the run")
+    with pytest.raises(ReduxError, match="space"):
+        with runner._Pages(tmp_path, enabled=True) as pages:
+            pages.render("02_superflat", tmp_path / "full.ipynb")
+    with runner._Pages(tmp_path, enabled=False) as pages:   # --no-html: nothing rendered
+        pages.render("03_cosmics", tmp_path / "03_cosmics.ipynb")
+    assert not (tmp_path / "03_cosmics.html").exists()
