@@ -288,10 +288,7 @@ def _laplacian_tests(data, where, read_noise):
     noise = np.zeros(img.shape, np.float32)
     noise[y2, x2] = np.sqrt(np.clip(_median_at(img, y2, x2, 2), 0, None)
                             + np.float32(read_noise ** 2))
-    # the Laplacian of the image subsampled 2x, positive part, binned back (L.A.Cosmic)
-    mid = 2 * img[y2, x2]
-    lap = sum(np.clip(mid - img[y2 + dy, x2] - img[y2, x2 + dx], 0, None)
-              for dy in (-1, 1) for dx in (-1, 1)) / 4
+    lap = _laplacian(img[y2, x2], lambda dy, dx: img[y2 + dy, x2 + dx])
     snr = np.zeros(img.shape, np.float32)
     snr[y2, x2] = lap / (2 * noise[y2, x2])
     m3 = np.zeros(img.shape, np.float32)
@@ -300,6 +297,21 @@ def _laplacian_tests(data, where, read_noise):
     sig = snr[yp, xp] - _median_at(snr, yp, xp, 2)
     fine = (m3[yp, xp] - _median_at(m3, yp, xp, 3)) / noise[yp, xp]
     return ys, xs, sig, fine
+
+
+def _laplacian(centre, shifted):
+    """L.A.Cosmic's Laplacian of the image subsampled 2×, positive part, binned back.
+
+    The mean over (dy, dx) in (±1, ±1) of max(2 centre - shifted(dy, 0) - shifted(0, dx),
+    0), ``shifted(dy, dx)`` the image moved so: the same numbers on a whole frame
+    (`first_pass`'s bound) as at a list of pixels (`_laplacian_tests`).
+    """
+    twice = 2 * centre
+    lap = 0
+    for dy in (-1, 1):
+        for dx in (-1, 1):
+            lap = lap + np.maximum(twice - shifted(dy, 0) - shifted(0, dx), 0)
+    return lap / 4
 
 
 def _is_seed(sig, fine, contrast, cr_threshold):
@@ -360,23 +372,15 @@ def first_pass(data, *, bad, read_noise, contrast=5.0, cr_threshold=5.0,
     P = 2
     img = np.pad(data, P, mode="reflect")
     ny, nx = data.shape
-    c = img[P:P + ny, P:P + nx]
-    lap = np.zeros(data.shape, np.float32)
-    term = np.empty(data.shape, np.float32)
-    for dy in (-1, 1):
-        for dx in (-1, 1):
-            np.subtract(2 * c, img[P + dy:P + dy + ny, P:P + nx], out=term)
-            term -= img[P:P + ny, P + dx:P + dx + nx]
-            np.maximum(term, 0, out=term)
-            lap += term
-    lap /= 4
+    lap = _laplacian(data, lambda dy, dx: img[P + dy:P + dy + ny, P + dx:P + dx + nx])
     low = window_min(img, 2)[P:P + ny, P:P + nx]      # 5x5 minimum <= 5x5 median
     np.maximum(low, 0, out=low)
     low += np.float32(read_noise ** 2)
     np.sqrt(low, out=low)
     # a hair below the bound, so that float rounding can't leave out a pixel that passes
     candidates = (lap > np.float32(2 * cr_threshold * (1 - 1e-4)) * low) & ~bad
-    del lap, low, term, img, c
+    del lap, low
+    img = None     # the padded copy (16 MB a 2048² frame), before the tests' own
     ys, xs, sig, fine = _laplacian_tests(data, candidates, read_noise)
     seed = _is_seed(sig, fine, contrast, cr_threshold)
     seeds = np.zeros(data.shape, bool)

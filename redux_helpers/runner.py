@@ -522,11 +522,23 @@ class _Kernel:
                 "_gc.freeze()\n"
                 "del _os, _sys, _gc\n"
                 f"{_TRIM}\n")
-        reply = self.kc.execute_interactive(code, timeout=120, store_history=False,
-                                            output_hook=lambda msg: None)
-        if reply["content"]["status"] != "ok":
-            msg = f"the kernel could not be reset: {reply['content'].get('evalue', '')}"
+        failed = self._run(code)
+        if failed is not None:
+            msg = f"the kernel could not be reset: {failed}"
             raise RuntimeError(msg)
+
+    def _run(self, code, printed=None):
+        """Run ``code`` in the kernel, its standard output appended to ``printed``; None,
+        or the error's text when it raised."""
+        def keep(msg):
+            if (printed is not None and msg["msg_type"] == "stream"
+                    and msg["content"].get("name") == "stdout"):
+                printed.append(msg["content"]["text"])
+
+        reply = self.kc.execute_interactive(code, timeout=120, store_history=False,
+                                            output_hook=keep)
+        content = reply["content"]
+        return None if content["status"] == "ok" else content.get("evalue", "")
 
     def step_notes(self, root, step):
         """What a finished step has to say in the terminal: 00's problems, in a few lines
@@ -539,16 +551,9 @@ class _Kernel:
                 f"print(_json.dumps(_notes({str(root)!r})))\n"
                 "del _json, _notes\n")
         printed = []
-
-        def keep(msg):
-            if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
-                printed.append(msg["content"]["text"])
-
-        reply = self.kc.execute_interactive(code, timeout=120, store_history=False,
-                                            output_hook=keep)
-        if reply["content"]["status"] != "ok":
-            return [f"(the notes of {step} could not be read: "
-                    f"{reply['content'].get('evalue', '')})"]
+        failed = self._run(code, printed)
+        if failed is not None:
+            return [f"(the notes of {step} could not be read: {failed})"]
         return json.loads("".join(printed) or "[]")
 
     def __exit__(self, *exc):
