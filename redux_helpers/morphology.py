@@ -13,7 +13,9 @@ Here:
 * `within` — a disc, as the union of a few rectangles (each a separable growth), or
   for a mask of few pixels the disc's offsets at its edge pixels; the same pixels as
   ``distance_transform_edt(~mask) <= radius``;
-* `window_min` — the minimum over a square window, as `grow_square`;
+* `window_min`, `window_max` — the minimum or maximum over a square window, as
+  `grow_square` (`window_max` also stands in for scipy's in photutils' peak finder,
+  `stars.daofind`);
 * `pixels` — ``np.nonzero`` of a 2-D mask by way of the flat indices (10× faster).
 
 All keep pixels beyond the edge out (a window is cut at the frame's edge);
@@ -95,14 +97,15 @@ def _disc_by_rectangles(mask, radius):
     return out
 
 
-def _window_along(m, r, axis, op):
-    """``op`` (a ufunc: OR, minimum) over the window of ``2 r + 1`` centred on each
-    element along ``axis``, the window cut at the array's ends: spans doubled by
-    shifted views, 2 + log2(r) whole-array operations."""
-    if r <= 0:
+def _window_along(m, r, axis, op, hi=None):
+    """``op`` (a ufunc: OR, minimum, maximum) over the window from ``r`` elements before
+    to ``hi`` (default ``r``) after each element along ``axis``, the window cut at the
+    array's ends: spans doubled by shifted views, 2 + log2(r + hi) whole-array operations."""
+    hi = r if hi is None else hi
+    if r <= 0 and hi <= 0:
         return m
     m = np.moveaxis(m, axis, 0)
-    n, width = m.shape[0], 2 * r + 1
+    n, width = m.shape[0], r + hi + 1
     # f[i] = op(m[i:i + span]), the span doubled until it reaches the window's width
     f, span = m.copy(order="K"), 1     # in the frame's memory order, not transposed
     while 2 * span <= width and span < n:
@@ -111,9 +114,31 @@ def _window_along(m, r, axis, op):
     if span < min(width, n):             # op(m[i:i + width]): two overlapping spans
         d = width - span
         op(f[:n - d], f[d:], out=f[:n - d])
-    # the window centred on i starts at i - r; the first r are cut by the edge
+    # the window of i starts at i - r; the first r are cut by the edge
     out = np.empty_like(m)
     out[r:] = f[:max(n - r, 0)]
-    head = op.accumulate(m[:2 * r], axis=0)
-    out[:r] = head[np.minimum(np.arange(r) + r, len(head) - 1)][:n]
+    if r:
+        head = op.accumulate(m[:r + hi], axis=0)
+        out[:r] = head[np.minimum(np.arange(r) + hi, len(head) - 1)][:n]
     return np.moveaxis(out, 0, axis)
+
+
+def window_max(image, size, *, cval=None):
+    """The maximum over a ``size`` x ``size`` window, placed as scipy places it (from
+    ``size // 2`` before a pixel to ``size - 1 - size // 2`` after it).
+
+    ``cval=None``: the window is cut at the edges (``maximum_filter(mode='nearest')``);
+    a number: pixels beyond the edge count as ``cval`` (``mode='constant'``). The same
+    values as scipy's, by doubling shifted views: 12 ms a 2048² float32 image against
+    60-80 ms, and the other thread runs meanwhile. NaN propagates (np.maximum's rule).
+    """
+    image = np.asarray(image)
+    lo, hi = size // 2, size - 1 - size // 2
+    out = _window_along(_window_along(image, lo, 0, np.maximum, hi), lo, 1, np.maximum, hi)
+    if cval is not None and (lo or hi):
+        out = out.copy() if out is image else out
+        for edge in (np.s_[:lo], np.s_[out.shape[0] - hi:]):
+            np.maximum(out[edge], cval, out=out[edge])
+        for edge in (np.s_[:, :lo], np.s_[:, out.shape[1] - hi:]):
+            np.maximum(out[edge], cval, out=out[edge])
+    return out

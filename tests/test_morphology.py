@@ -60,3 +60,44 @@ def test_window_min_and_pixels():
         m = rng.random(shape) < 0.2
         ys, xs = morphology.pixels(m)
         np.testing.assert_array_equal(np.c_[ys, xs], np.argwhere(m))
+
+
+def test_window_max_is_scipys_for_every_size_and_edge_rule():
+    """Odd and even windows (scipy puts size // 2 before the pixel), cut at the edge or
+    padded with a constant; integer-valued images, so that ties are everywhere."""
+    rng = np.random.default_rng(5)
+    for shape in SHAPES + [(1, 9), (40, 33)]:
+        img = rng.integers(-4, 4, shape).astype(np.float32)
+        for size in range(1, 20):
+            np.testing.assert_array_equal(morphology.window_max(img, size),
+                                          ndimage.maximum_filter(img, size, mode="nearest"))
+            for cval in (0.0, 2.5):
+                np.testing.assert_array_equal(
+                    morphology.window_max(img, size, cval=cval),
+                    ndimage.maximum_filter(img, size, mode="constant", cval=cval))
+
+
+def test_photutils_peaks_with_window_max_are_photutils_own(monkeypatch):
+    """`stars.daofind` hands photutils' peak finder `window_max` for scipy's filter: the
+    table of stars must be the one photutils finds with scipy's (stars, plateaus of
+    equal values at a saturated core, noise peaks)."""
+    from photutils.detection import peakfinder
+
+    from redux_helpers import stars
+
+    rng = np.random.default_rng(6)
+    img = rng.normal(0.0, 5.0, (300, 260)).astype(np.float32)
+    n = 80
+    gauss_stamps(img, rng.uniform(5, 255, n), rng.uniform(5, 295, n), rng.uniform(500, 2e4, n),
+                 1.4)
+    img[150:153, 100:103] = 400.0        # a flat top: tied maxima
+    monkeypatch.setattr(stars, "_fast_peak_filter", lambda: None)   # photutils as it is
+    monkeypatch.setattr(peakfinder, "maximum_filter", ndimage.maximum_filter)
+    want = stars.daofind(img.copy(), 25.0, 3.3)
+    monkeypatch.undo()
+    got = stars.daofind(img.copy(), 25.0, 3.3)            # puts the stand-in in, then runs
+    assert getattr(peakfinder.maximum_filter, "redux_window_max", False)
+    assert len(want) > 50
+    assert got.colnames == want.colnames
+    for col in want.colnames:
+        np.testing.assert_array_equal(np.asarray(got[col]), np.asarray(want[col]))
