@@ -34,7 +34,8 @@ from astropy.stats import mad_std
 
 from . import masks
 from .errors import ReduxError
-from .smoothing import masked_convolve, running_median
+from .morphology import pixels
+from .smoothing import masked_convolve, masked_convolve_at, running_median
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,8 @@ def repair(data, mask_bits, *, bits=REPAIR_BITS, kernel_sigma=1.5):
     Pixels with any of ``bits`` set (and not ``NODATA``) are replaced by the mean of
     their neighbours weighted by a Gaussian of ``kernel_sigma`` pixels, as
     `astropy.convolution.interpolate_replace_nans` does (here in two 1-D passes,
-    `smoothing.masked_convolve`); flagged, saturated, missing and NaN pixels never serve
+    `smoothing.masked_convolve`, or where they are few at the flagged pixels alone,
+    `smoothing.masked_convolve_at`); flagged, saturated, missing and NaN pixels never serve
     as neighbours.
     The replaced pixels get the ``REPAIRED`` bit and keep their other bits, so that a
     later step can still leave them out. A pixel with no good neighbour within the
@@ -322,12 +324,21 @@ def repair(data, mask_bits, *, bits=REPAIR_BITS, kernel_sigma=1.5):
     # astropy's Gaussian2DKernel factors: interpolate_replace_nans(work, kernel,
     # boundary='extend') in two 1-D passes (`smoothing.masked_convolve`), 10x faster
     kernel_1d = Gaussian2DKernel(kernel_sigma).array.sum(axis=0)
-    filled = masked_convolve(work, ~np.isfinite(work), kernel_1d)
-    done = target & np.isfinite(filled)
-    left = int((target & ~done).sum())
+    ys, xs = pixels(target)
+    if len(ys) <= data.size // 100:   # few (a frame's hits and bad columns): at them alone
+        values = masked_convolve_at(work, ~np.isfinite(work), kernel_1d, ys, xs)
+        ok = np.isfinite(values)
+        out = data.copy()
+        out[ys[ok], xs[ok]] = values[ok]
+        done = np.zeros(target.shape, bool)
+        done[ys[ok], xs[ok]] = True
+    else:
+        filled = masked_convolve(work, ~np.isfinite(work), kernel_1d)
+        done = target & np.isfinite(filled)
+        out = np.where(done, filled, data)
+    left = len(ys) - int(done.sum())
     if left:
         log.warning("%d flagged pixels have no good neighbour within the kernel and were "
                     "not repaired", left)
-    out = np.where(done, filled, data)
     new = masks.flag(bitmask, done, "REPAIRED")
     return out, new

@@ -52,6 +52,45 @@ def masked_convolve(data, bad, kernel_1d):
     return np.where(ok, num / np.where(ok, den, np.float32(1)), np.float32(np.nan))
 
 
+def masked_convolve_at(data, bad, kernel_1d, ys, xs, *, chunk=8192):
+    """`masked_convolve` at the pixels (``ys``, ``xs``) alone: a float32 value for each.
+
+    Each is the kernel-weighted mean of the good pixels of its window, edges repeating
+    the edge pixel (an index clipped to the frame is what `masked_convolve`'s
+    ``mode='nearest'`` passes give), NaN where none is good. Where few pixels are
+    wanted (06 repairs a few thousand of a frame's 4 M), gathering their windows costs
+    a fraction of the two passes over the whole frame: 2 000 pixels of a 2048² frame in
+    a 13² kernel, 4 ms against 170 ms. The windows are gathered ``chunk`` pixels at a
+    time, so memory stays within ``chunk`` x the kernel's area of values.
+
+    >>> import numpy as np
+    >>> img = np.arange(81.0).reshape(9, 9)
+    >>> bad = np.zeros((9, 9), bool); bad[4, 4] = True
+    >>> k = np.array([0.25, 0.5, 0.25])
+    >>> at = masked_convolve_at(img, bad, k, np.array([4, 0]), np.array([4, 8]))
+    >>> bool(np.allclose(at, masked_convolve(img, bad, k)[[4, 0], [4, 8]]))
+    True
+    """
+    data = np.asarray(data)
+    bad = np.asarray(bad, bool) | ~np.isfinite(data)
+    k = np.asarray(kernel_1d, dtype=np.float32)
+    h = len(k) // 2
+    ny, nx = data.shape
+    dy, dx = (a.ravel() for a in np.mgrid[-h:len(k) - h, -h:len(k) - h])
+    w = np.outer(k, k).ravel()
+    values = np.where(bad, np.float32(0), data).astype(np.float32, copy=False)
+    good = (~bad).astype(np.float32)
+    ys, xs = np.asarray(ys, np.intp), np.asarray(xs, np.intp)
+    out = np.empty(len(ys), np.float32)
+    for i in range(0, len(ys), chunk):
+        yy = np.clip(ys[i:i + chunk, None] + dy, 0, ny - 1)
+        xx = np.clip(xs[i:i + chunk, None] + dx, 0, nx - 1)
+        num, den = values[yy, xx] @ w, good[yy, xx] @ w
+        ok = den > 1e-12 * float(k.sum()) ** 2
+        out[i:i + chunk] = np.where(ok, num / np.where(ok, den, np.float32(1)), np.float32(np.nan))
+    return out
+
+
 def smooth(data, *, bad=None, fwhm=3.0):
     """``data`` smoothed by a Gaussian of ``fwhm`` pixels, masked and NaN pixels filled in.
 

@@ -158,3 +158,26 @@ def test_demo_truth_hot_pixels_and_dead_columns(small_demo):
     bpm = badpix.build_badpix(hot.shape, flat=badpix.from_flat(flat), dark=hot)
     cols = np.flatnonzero(masks.has(bpm, "BADCOL").all(axis=0))
     assert cols.tolist() == sorted(truth["dead_columns"])
+
+
+@pytest.mark.parametrize("fraction", [0.002, 0.03])
+def test_repair_is_astropys_interpolation_at_few_or_many_pixels(fraction):
+    """Few flagged pixels are filled from their own windows (`masked_convolve_at`), many
+    by two passes over the frame (`masked_convolve`): both give astropy's
+    ``interpolate_replace_nans`` (``boundary='extend'``), corners and NaN neighbours included."""
+    from astropy.convolution import Gaussian2DKernel, interpolate_replace_nans
+
+    rng = np.random.default_rng(11)
+    data = rng.normal(100.0, 5.0, (120, 150)).astype(np.float32)
+    data[rng.random(data.shape) < 0.002] = np.nan          # NaN neighbours: never used
+    bits = np.zeros(data.shape, np.uint16)
+    bits[rng.random(data.shape) < fraction] = masks.bit("COSMIC")
+    bits[0, 0] = bits[-1, -1] = bits[0, -1] = masks.bit("HOT")
+    fixed, new = badpix.repair(data, bits, kernel_sigma=1.5)
+    target = bits > 0
+    work = np.where(target, np.nan, data).astype(float)
+    want = interpolate_replace_nans(work, Gaussian2DKernel(1.5), boundary="extend")
+    done = masks.has(new, "REPAIRED")
+    assert np.array_equal(done, target & np.isfinite(want))
+    np.testing.assert_allclose(fixed[done], want[done], rtol=2e-6)
+    assert np.array_equal(fixed[~target], data[~target], equal_nan=True)
