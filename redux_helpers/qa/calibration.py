@@ -217,7 +217,8 @@ def cosmics_rows(paths, target, truth, out):
     files = [str(f) for f in tab["file"]]
     out.add("cr_fraction_median", float(np.median(frac)), unit="%",
             reason=f"median fraction of pixels flagged as cosmic rays over {len(tab)} frames")
-    t = np.array([exptimes_of(paths).get(f, np.nan) for f in files])
+    exptimes = exptimes_of(paths)            # the inventory read once, not once a frame
+    t = np.array([exptimes.get(f, np.nan) for f in files])
     have_t = np.isfinite(t) & (t > 0)
     if have_t.sum() >= 2:
         rate = float(np.median(frac[have_t] / t[have_t]))     # % per second
