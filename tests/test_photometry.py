@@ -550,3 +550,27 @@ def test_rate_image_of_a_redux_frame_a_stack_and_an_image_made_elsewhere():
     elsewhere = Product(sky, None, None, fits.Header({"EXPTIME": 100.0}), "adu / s")
     d, u = photometry.rate_image(elsewhere)
     assert d is sky and abs(np.median(u) / 0.5 - 1) < 0.05   # the sky's scatter, not EXPTIME's
+
+
+def test_fit_fwhms_one_call_is_one_fit_per_star():
+    """Isolated stars on a sloped sky are fitted in one photutils call (each box less its
+    own ring's median): the seeing they give is the true one, and each star's FWHM is the
+    one its own fit on its cut-out gives; a pair sharing pixels goes one at a time."""
+    from redux_helpers.demo import gauss_stamps
+    from redux_helpers.photometry.seeing import fit_fwhms
+
+    rng = np.random.default_rng(21)
+    yy, xx = np.mgrid[:200, :240]
+    img = 50.0 + 0.3 * xx + 0.2 * yy + rng.normal(0.0, 2.0, xx.shape)
+    xs = np.array([30.3, 80.7, 130.1, 180.6, 30.8, 80.2, 130.5, 180.9])
+    ys = np.array([40.2, 40.9, 41.4, 39.7, 140.6, 141.1, 139.3, 140.8])
+    fwhm = 3.4
+    gauss_stamps(img, xs, ys, np.full(xs.size, 2e4), fwhm / 2.3548)
+    together = fit_fwhms(img, xs, ys, fwhm=fwhm)
+    alone = np.array([fit_fwhms(img, [x], [y], fwhm=fwhm)[0] for x, y in zip(xs, ys, strict=True)])
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
+    # the stamps are sampled at pixel centres, the fit integrates over pixels: sigma² - 1/12
+    sampled = 2.3548 * np.sqrt((fwhm / 2.3548) ** 2 - 1 / 12)
+    assert np.median(together) == pytest.approx(sampled, rel=0.005)
+    pair = fit_fwhms(img, [30.3, 33.0], [40.2, 41.0], fwhm=fwhm)   # boxes overlap: one by one
+    assert pair[0] == pytest.approx(alone[0], abs=1e-9)
