@@ -18,8 +18,8 @@ import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
-from astropy.visualization import ImageNormalize, LinearStretch, PercentileInterval, ZScaleInterval
-from matplotlib.colors import to_rgb
+from astropy.visualization import PercentileInterval, ZScaleInterval
+from matplotlib.colors import Normalize, to_rgb
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -67,7 +67,12 @@ def filter_colours(filters) -> dict:
 
 
 def image_norm(data, *, stretch="zscale", percentile=99.5):
-    """The display limits of an image, as an `~astropy.visualization.ImageNormalize`.
+    """The display limits of an image, as a linear `matplotlib.colors.Normalize`.
+
+    Linear between limits chosen by astropy's intervals (zscale, percentile). A linear
+    astropy ``ImageNormalize`` gives the same colours, but a colour bar of one is drawn on
+    a function scale that calls it for every tick and label (most of a colour bar's cost):
+    an 8-panel figure of images with colour bars drew in 0.63 s instead of 0.73 s.
 
     Parameters
     ----------
@@ -83,7 +88,7 @@ def image_norm(data, *, stretch="zscale", percentile=99.5):
 
     Returns
     -------
-    `~astropy.visualization.ImageNormalize`
+    `~matplotlib.colors.Normalize`
         A linear normalisation between the chosen limits.
     """
     if stretch not in STRETCHES:
@@ -97,14 +102,14 @@ def image_norm(data, *, stretch="zscale", percentile=99.5):
     values = values[np.isfinite(values)]
     if values.size == 0:
         log.warning("image has no finite values; showing it between 0 and 1")
-        return ImageNormalize(vmin=0.0, vmax=1.0, stretch=LinearStretch())
+        return Normalize(vmin=0.0, vmax=1.0)
     interval = ZScaleInterval() if stretch == "zscale" else PercentileInterval(percentile)
     vmin, vmax = interval.get_limits(values)
     if not vmax > vmin:
         vmin, vmax = float(values.min()), float(values.max())
         if not vmax > vmin:
             vmin, vmax = vmin - 0.5, vmax + 0.5
-    return ImageNormalize(vmin=vmin, vmax=vmax, stretch=LinearStretch())
+    return Normalize(vmin=float(vmin), vmax=float(vmax))
 
 
 def binned_for_display(data, bad, max_pixels):
@@ -185,7 +190,7 @@ def show_image(ax, data, *, title="", unit="", stretch="zscale", cmap="gray", ba
         Matplotlib colour map.
     bad : bool array, optional
         Pixels to draw in `MASK_COLOR` instead of their value.
-    norm : `~astropy.visualization.ImageNormalize`, optional
+    norm : `~matplotlib.colors.Normalize`, optional
         Display limits to use (e.g. shared with another image).
     percentile : float
         See `image_norm`.
