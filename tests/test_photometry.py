@@ -555,7 +555,7 @@ def test_rate_image_of_a_redux_frame_a_stack_and_an_image_made_elsewhere():
 def test_fit_fwhms_one_call_is_one_fit_per_star():
     """Isolated stars on a sloped sky are fitted in one photutils call (each box less its
     own ring's median): the seeing they give is the true one, and each star's FWHM is the
-    one its own fit on its cut-out gives; a pair sharing pixels goes one at a time."""
+    one its own fit on its cut-out gives; sources whose boxes overlap go in other batches."""
     from redux_helpers.demo import gauss_stamps
     from redux_helpers.photometry.seeing import fit_fwhms
 
@@ -572,5 +572,9 @@ def test_fit_fwhms_one_call_is_one_fit_per_star():
     # the stamps are sampled at pixel centres, the fit integrates over pixels: sigma² - 1/12
     sampled = 2.3548 * np.sqrt((fwhm / 2.3548) ** 2 - 1 / 12)
     assert np.median(together) == pytest.approx(sampled, rel=0.005)
-    pair = fit_fwhms(img, [30.3, 33.0], [40.2, 41.0], fwhm=fwhm)   # boxes overlap: one by one
-    assert pair[0] == pytest.approx(alone[0], abs=1e-9)
+    # boxes that overlap go into different batches: each still its own fit
+    crowd_x, crowd_y = np.r_[xs, 33.0, 83.5], np.r_[ys, 41.0, 43.0]
+    crowd = fit_fwhms(img, crowd_x, crowd_y, fwhm=fwhm)
+    each = np.array([fit_fwhms(img, [x], [y], fwhm=fwhm)[0]
+                     for x, y in zip(crowd_x, crowd_y, strict=True)])
+    np.testing.assert_allclose(crowd, each, rtol=0, atol=1e-6)
