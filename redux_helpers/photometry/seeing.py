@@ -156,15 +156,13 @@ def fit_fwhms(data, x, y, *, fwhm, mask=None):
     batches, taken = [], []            # the cuts of each batch; the pixels its boxes cover
     for cut in cuts:
         box = cut[3]
-        for batch, covered in zip(batches, taken, strict=True):
-            if not covered[box].any():
-                break
-        else:
-            batch, covered = [], np.zeros(data.shape, bool)
-            batches.append(batch)
-            taken.append(covered)
-        batch.append(cut)
-        covered[box] = True
+        i = next((i for i, covered in enumerate(taken) if not covered[box].any()), None)
+        if i is None:                  # it overlaps a box of every batch so far: a new one
+            batches.append([])
+            taken.append(np.zeros(data.shape, bool))
+            i = len(batches) - 1
+        batches[i].append(cut)
+        taken[i][box] = True
     alone = []
     for batch in batches:
         if len(batch) == 1:
