@@ -55,3 +55,26 @@ def test_a_broken_nbconvert_is_one_message_naming_the_notebook(tmp_path, monkeyp
     text = str(err.value)
     assert str(path) in text and "--no-html" in text and "template sub-directory" in text
     assert not path.with_suffix(".html").exists()
+
+
+def test_page_is_nbconverts_own(tmp_path):
+    """Code cells are not run through bleach after pygments (which escaped them): the
+    page is still the one nbconvert's HTMLExporter makes, byte for byte, and code with a
+    script in a string is shown as text."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell('label = "<script>alert(1)</script>"  # <b>not bold</b>')
+    code.outputs = [nbformat.v4.new_output(
+        "display_data", data={"text/html": "<b>bold</b><script>evil()</script>",
+                              "text/plain": "bold"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A title"), code]
+    path = tmp_path / "notebooks" / "03_cosmics.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    ours = notebook_html.write_html(path).read_text(encoding="utf-8")
+    theirs, _ = HTMLExporter(mathjax_url=notebook_html.MATHJAX_URL).from_notebook_node(
+        nbformat.read(path, as_version=4))
+    assert ours == theirs
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in ours and "<script>alert" not in ours
+    assert "<b>bold</b>" in ours          # an HTML output as nbconvert leaves it
