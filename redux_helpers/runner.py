@@ -285,7 +285,7 @@ def _run_steps(target, steps, per_step, *, root, outdir, folder, manifest, produ
         t0 = time.perf_counter()
         if making and on_step:
             on_step("setup", "note", f"making the demo night in {target.raw_dir.parent} "
-                                     "(first use; about a minute)")
+                                     "(first use; a few seconds)")
         make_demo_night(target)
         if making and on_step:
             on_step("setup", "note", f"demo night made in {time.perf_counter() - t0:.0f} s")
