@@ -391,3 +391,26 @@ def test_mesh_image_is_photutils_background_image():
         assert ours.shape == theirs.shape == img.shape
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
     assert np.ptp(bkg.background) > 10           # a model with structure to get wrong
+
+
+def test_segments_are_photutils_detect_sources():
+    """`background.segments` gives photutils' own segmentation: 8-connected groups of at
+    least npixels above the threshold, outside the mask, numbered alike; None for none."""
+    from photutils.segmentation import detect_sources
+    from scipy import ndimage
+
+    rng = np.random.default_rng(8)
+    for shape, npixels in (((120, 150), 5), ((64, 64), 1), ((200, 90), 12)):
+        img = ndimage.gaussian_filter(rng.normal(0.0, 1.0, shape), 1.5)
+        mask = rng.random(shape) < 0.02
+        threshold = 2.0 * img.std()
+        want = detect_sources(img, threshold, npixels, mask=mask)
+        got = background.sources.segments((img > threshold) & ~mask, npixels)
+        assert want is not None and want.n_labels > 3
+        np.testing.assert_array_equal(got.data, want.data)
+        assert list(got.labels) == list(want.labels)
+        np.testing.assert_array_equal(got.areas, want.areas)
+    assert background.sources.segments(np.zeros((20, 20), bool), 3) is None
+    lone = np.zeros((20, 20), bool)
+    lone[5, 5] = True
+    assert background.sources.segments(lone, 2) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 from astropy.stats import SigmaClip
@@ -88,18 +87,38 @@ def detect(data, *, bad=None, nsigma=2.0, npixels=10, smooth_fwhm=3.0):
     `~photutils.segmentation.SegmentationImage` or None
         One label per source; None when nothing is found.
     """
-    from photutils.segmentation import detect_sources
-    from photutils.utils.exceptions import NoDetectionsWarning
-
     data, bad = _as_image(data, bad)
     work = smooth(data, bad=bad, fwhm=smooth_fwhm) if smooth_fwhm and smooth_fwhm > 0 \
         else np.where(bad, np.nan, data)
     ignore = bad | ~np.isfinite(work)
     work = np.where(ignore, 0.0, work)
     threshold = _threshold(work, ignore, nsigma)
-    with warnings.catch_warnings():       # "no sources found" is an answer, not a problem
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        return detect_sources(work, threshold, npixels, mask=ignore)
+    return segments((work > threshold) & ~ignore, npixels)
+
+
+def segments(above, npixels):
+    """photutils' ``detect_sources`` on a thresholded image: the 8-connected groups of at
+    least ``npixels`` True pixels, numbered 1, 2, ... in the order scipy labels them, as a
+    `~photutils.segmentation.SegmentationImage`; None when there is none.
+
+    The same image as photutils' (tests/test_background.py holds them equal), counted by
+    ``np.bincount`` instead of a Python loop over every group's cut-out: a 2048² frame's
+    ~3000 groups 0.06-0.13 s -> 0.04 s, and the loop no longer holds the GIL from the
+    other thread of 05's loop.
+    """
+    from photutils.segmentation import SegmentationImage
+    from scipy import ndimage
+
+    labels, n = ndimage.label(above, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return None
+    keep = np.bincount(labels.ravel(), minlength=n + 1) >= npixels
+    keep[0] = False
+    if not keep.any():
+        return None
+    number = np.zeros(n + 1, labels.dtype)
+    number[keep] = np.arange(1, int(keep.sum()) + 1, dtype=labels.dtype)
+    return SegmentationImage(number[labels])
 
 
 def source_mask(data, *, bad=None, nsigma=2.0, npixels=10, dilate=5, smooth_fwhm=3.0,
