@@ -317,23 +317,24 @@ def repair(data, mask_bits, *, bits=REPAIR_BITS, kernel_sigma=1.5):
     want = np.uint16(sum(masks.bit(b) for b in bits))
     target = ((bitmask & want) > 0) & ~masks.has(bitmask, "NODATA")
     never = target | masks.has(bitmask, "NODATA") | masks.has(bitmask, "SATURATED")
-    work = np.where(never | ~np.isfinite(data), np.nan, data)
-    if not np.isfinite(work).any():
+    unusable = never | ~np.isfinite(data)        # never a neighbour
+    if unusable.all():
         msg = "every pixel is flagged or NaN: there are no good pixels to interpolate from"
         raise ReduxError(msg)
-    # astropy's Gaussian2DKernel factors: interpolate_replace_nans(work, kernel,
-    # boundary='extend') in two 1-D passes (`smoothing.masked_convolve`), 10x faster
+    # astropy's Gaussian2DKernel factors: interpolate_replace_nans(data with the unusable
+    # pixels NaN, kernel, boundary='extend') in two 1-D passes (`smoothing.masked_convolve`),
+    # 10x faster
     kernel_1d = Gaussian2DKernel(kernel_sigma).array.sum(axis=0)
     ys, xs = pixels(target)
     if len(ys) <= data.size // 100:   # few (a frame's hits and bad columns): at them alone
-        values = masked_convolve_at(work, ~np.isfinite(work), kernel_1d, ys, xs)
+        values = masked_convolve_at(data, unusable, kernel_1d, ys, xs)
         ok = np.isfinite(values)
         out = data.copy()
         out[ys[ok], xs[ok]] = values[ok]
         done = np.zeros(target.shape, bool)
         done[ys[ok], xs[ok]] = True
     else:
-        filled = masked_convolve(work, ~np.isfinite(work), kernel_1d)
+        filled = masked_convolve(data, unusable, kernel_1d)
         done = target & np.isfinite(filled)
         out = np.where(done, filled, data)
     left = len(ys) - int(done.sum())

@@ -135,8 +135,7 @@ def window_max(image, size, *, cval=None):
     image = np.asarray(image)
     lo, hi = size // 2, size - 1 - size // 2
     out = _window_along(_window_along(image, lo, 0, np.maximum, hi), lo, 1, np.maximum, hi)
-    if cval is not None and (lo or hi):
-        out = out.copy() if out is image else out
+    if cval is not None and lo:          # (size 1: no window beyond the edge)
         for edge in (np.s_[:lo], np.s_[out.shape[0] - hi:]):
             np.maximum(out[edge], cval, out=out[edge])
         for edge in (np.s_[:, :lo], np.s_[:, out.shape[1] - hi:]):

@@ -71,22 +71,22 @@ def masked_convolve_at(data, bad, kernel_1d, ys, xs, *, chunk=8192):
     >>> bool(np.allclose(at, masked_convolve(img, bad, k)[[4, 0], [4, 8]]))
     True
     """
-    data = np.asarray(data)
-    bad = np.asarray(bad, bool) | ~np.isfinite(data)
+    data, bad = np.asarray(data), np.asarray(bad, bool)
     k = np.asarray(kernel_1d, dtype=np.float32)
     h = len(k) // 2
     ny, nx = data.shape
     dy, dx = (a.ravel() for a in np.mgrid[-h:len(k) - h, -h:len(k) - h])
     w = np.outer(k, k).ravel()
-    values = np.where(bad, np.float32(0), data).astype(np.float32, copy=False)
-    good = (~bad).astype(np.float32)
+    least = 1e-12 * float(k.sum()) ** 2
     ys, xs = np.asarray(ys, np.intp), np.asarray(xs, np.intp)
     out = np.empty(len(ys), np.float32)
-    for i in range(0, len(ys), chunk):
+    for i in range(0, len(ys), chunk):    # only the windows are read: no whole-frame copy
         yy = np.clip(ys[i:i + chunk, None] + dy, 0, ny - 1)
         xx = np.clip(xs[i:i + chunk, None] + dx, 0, nx - 1)
-        num, den = values[yy, xx] @ w, good[yy, xx] @ w
-        ok = den > 1e-12 * float(k.sum()) ** 2
+        values = data[yy, xx].astype(np.float32)
+        good = ~bad[yy, xx] & np.isfinite(values)
+        num, den = np.where(good, values, np.float32(0)) @ w, good.astype(np.float32) @ w
+        ok = den > least
         out[i:i + chunk] = np.where(ok, num / np.where(ok, den, np.float32(1)), np.float32(np.nan))
     return out
 

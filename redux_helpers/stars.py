@@ -185,8 +185,8 @@ def _fast_peak_filter():
     `DAOStarFinder` finds its peaks with two box maxima over the whole convolved frame
     (``photutils.detection.peakfinder``, photutils 3.0): scipy's took 0.23 s of
     `find_stars`' 0.49 s on a 2048² frame and holds the GIL, so 07's second thread
-    waited. `window_max` gives the same values (tests/test_stars.py holds whole star
-    tables to photutils' own) in 0.05 s and lets the other thread run. Only the calls
+    waited. `window_max` gives the same values (tests/test_morphology.py holds whole
+    star tables to photutils' own) in 0.05 s and lets the other thread run. Only the calls
     it answers exactly are taken (a 2-D NaN-free float image, one ``size``,
     ``mode='constant'``); any other goes to scipy. Where photutils finds its peaks
     another way, nothing is changed.
